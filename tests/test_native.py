@@ -44,6 +44,9 @@ def test_round_trip_values_types_and_layout(tmp_path):
     write_native(path, ev, {"generator": {"seed": 3}}, chunk_size=128)  # several baskets
     back = read_native(path)
     assert len(back) == len(ev)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~umask  # not the 0600 of the temporary file
     for otype in DEFAULT_SCHEMA.all_types:
         for f in otype.feature_names:
             np.testing.assert_allclose(_flat(back[otype.name][f]), _flat(ev[otype.name][f]), rtol=1e-6, err_msg=f"{otype.name}.{f}")

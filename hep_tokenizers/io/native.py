@@ -206,6 +206,9 @@ def write_native(
                 "masked_fields": sorted(masked),
             }
             f[META_KEY] = json.dumps(full_meta, sort_keys=True, default=str)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
