@@ -1,7 +1,7 @@
 """Exact, fast encode/decode from an exported RVQ model (``docs/internals.md`` section 3).
 
-Dependency-light on purpose: torch, numpy, safetensors and json (scipy, when importable, only
-speeds up the CPU nearest-code search). Knows nothing of training or vector-quantize-pytorch.
+Dependency-light on purpose: torch, numpy, safetensors and json (scipy only for the optional
+``search="kdtree"``). Knows nothing of training or vector-quantize-pytorch.
 
 **Reference semantics.** The encoder MLP and ``project_in`` run in float64 (``mlp_dtype``) and
 the latent ``z`` is rounded to float32, the dtype of the codebooks. Per level, on the float32
@@ -18,16 +18,21 @@ two functions is elementwise IEEE arithmetic, so their values do not depend on b
 
 **Fast exact search.** Candidates come from a fast search, and every row whose best candidate
 is not ahead of the runner-up by a proven margin is re-decided with the reference formula over
-all codes that could be within that margin:
+all codes that could be within that margin. ``search=``:
 
-* ``"kdtree"`` (CPU, needs scipy): ``cKDTree.query(k=2)`` in float64 over the codebook; a row is
-  accepted when ``d2^2 - d1^2`` exceeds ``1e-9 * d2^2`` (both the tree's and the reference
-  float64 sums are within ~1e-15 relative of the true value); otherwise all codes in the ball of
-  radius ``d1 * (1 + 1e-9)`` (plus slack) are re-checked exactly.
-* ``"gemm"`` (any device): blocked float32 ``||C||^2 - 2 r.C`` + argmin, with the standard
-  floating-point bound ``|err| <= (d + 4) u (||r|| + max ||C||)^2`` (``u = 2^-24``, doubled for
-  safety, full-fp32 matmul enforced); every code within twice that bound of the minimum is a
-  candidate, and rows with more than one are re-checked exactly.
+* ``"gemm"`` (the default ``"auto"``; any device): per block of ``gemm_block`` rows one float32
+  matmul ``||C||^2 - 2 r.C`` (cosine: ``-r.Chat``) into a reused buffer, the first minimum, then
+  the runner-up after masking it. The standard floating-point bound
+  ``|err| <= (d + 4) u (||r|| + max ||C||)^2`` (``u = 2^-24``, doubled; full-fp32 matmul
+  enforced, no TF32) makes every row whose runner-up is more than twice the bound above the
+  minimum certain; the others get all codes within that band re-checked exactly. On CPU, rows
+  are split over ``workers`` Python threads with one torch thread each (OpenMP on these small
+  matmuls only spin-waits on a shared machine).
+* ``"kdtree"`` (CPU, needs scipy): ``cKDTree.query(k=2)`` in float64; a row is accepted when
+  ``d2^2 - d1^2`` exceeds ``1e-9 * d2^2`` (both the tree's and the reference float64 sums are
+  within ~1e-15 relative of the true value); otherwise all codes in the ball of radius
+  ``d1 * (1 + 1e-9)`` (plus slack) are re-checked exactly. Exact, but slower than the GEMM path
+  for 16384 codes in 8 dimensions (k-d pruning is weak there); kept for smaller ``d``.
 
 Both therefore return exactly the reference codes (tested on random data, exact ties and
 constructed near-ties).
@@ -62,6 +67,7 @@ _ACTIVATIONS = {
     "tanh": torch.tanh,
     "identity": lambda x: x,
 }
+_NUMPY_REDUCE_ON_CPU = True  # False runs the device (GPU) reductions on CPU: for tests
 _U32 = 2.0**-24  # unit roundoff of float32
 _KD_REL_TOL = 1e-9  # relative margin for the float64 kd-tree path (true error ~1e-15)
 
@@ -255,7 +261,9 @@ class _LevelSearch:
                 c = torch.from_numpy(self.codebook32)
                 c2 = (c.double() ** 2).sum(1).float()  # ||C||^2 rounded once; inside the bound
             cmax = float(torch.linalg.vector_norm(c.double(), dim=1).max()) if self.K else 0.0
-            self._dev_cache[key] = (c.t().contiguous().to(device), c2.to(device), cmax)
+            # weight for F.linear: -2C (euclidean) or -Chat (cosine); scaling by 2 is exact
+            w = c * (-1.0 if self.distance == "cosine" else -2.0)
+            self._dev_cache[key] = (w.contiguous().to(device), c2.to(device), cmax)
         return self._dev_cache[key]
 
     def gemm(self, r32: np.ndarray, device: torch.device, block: int, threads: int = 1) -> tuple[np.ndarray, int]:
@@ -266,7 +274,7 @@ class _LevelSearch:
         runner-up lies within twice the rounding bound of the minimum are re-decided exactly.
         On CPU the rows are split over ``threads`` Python threads (matmul and numpy release the GIL).
         """
-        ct, c2, cmax = self._device_tensors(device)
+        w, c2, cmax = self._device_tensors(device)
         n, d = r32.shape
         out = np.empty(n, dtype=np.int64)
         if n == 0:
@@ -280,17 +288,15 @@ class _LevelSearch:
         else:
             eps = gamma * (rn + cmax) ** 2
         rt = torch.from_numpy(np.ascontiguousarray(r32)).to(device)
-        sign = -1.0 if self.distance == "cosine" else -2.0
-        unsure: list[np.ndarray] = []
-        cands: list[np.ndarray] = []
+        unsure: list[tuple[int, np.ndarray]] = []  # (row, candidates); one append per row: thread-safe
 
         def run(lo_rows: int, hi_rows: int) -> None:
             buf = torch.empty((min(block, hi_rows - lo_rows), self.K), dtype=torch.float32, device=device)
             for lo in range(lo_rows, hi_rows, block):
                 hi = min(lo + block, hi_rows)
                 b = buf[: hi - lo]
-                torch.addmm(c2, rt[lo:hi], ct, alpha=sign, out=b)
-                if device.type == "cpu":  # numpy's argmin/min are several times faster than torch's here
+                torch.addmm(c2, rt[lo:hi], w.t(), out=b)  # into a reused buffer (allocation costs)
+                if device.type == "cpu" and _NUMPY_REDUCE_ON_CPU:  # numpy's argmin is several times faster here
                     sn = b.numpy()
                     best = sn.argmin(1)
                     ar = np.arange(hi - lo)
@@ -311,8 +317,7 @@ class _LevelSearch:
                 out[lo:hi] = best
                 for i in multi:
                     row = sn[i] if sn is not None else b[int(i)].cpu().numpy()
-                    unsure.append(np.array([lo + i]))
-                    cands.append(np.append(np.flatnonzero(row <= thr[i]), best[i]))
+                    unsure.append((lo + int(i), np.append(np.flatnonzero(row <= thr[i]), best[i])))
 
         with _full_fp32_matmul(), torch.no_grad(), _torch_threads(1 if device.type == "cpu" else None):
             if device.type == "cpu" and threads > 1 and n >= 2 * block:
@@ -324,8 +329,8 @@ class _LevelSearch:
             else:
                 run(0, n)
         if unsure:
-            rows = np.concatenate(unsure)
-            out[rows] = self._recheck(r32, rows, cands)
+            rows = np.array([u[0] for u in unsure], dtype=np.int64)
+            out[rows] = self._recheck(r32, rows, [u[1] for u in unsure])
         return out, len(unsure)
 
 # ------------------------------------------------------------------------------------ codec
@@ -351,7 +356,7 @@ class ObjectCodec:
         *,
         search: str = "auto",
         batch_size: int = 65536,
-        gemm_block: int = 64,
+        gemm_block: int = 32,
         workers: int = -1,
         mlp_dtype: torch.dtype = torch.float64,
     ):

@@ -42,10 +42,27 @@ def export_dir(request, tmp_path_factory, events):
 def _level_check(codebook: np.ndarray, r: np.ndarray, distance: str) -> None:
     level = _LevelSearch(codebook, distance)
     ref = level.reference(r)
-    for mode in SEARCHES:
-        got, _ = level.kdtree(r, 1) if mode == "kdtree" else level.gemm(r, torch.device("cpu"), 64)
+    runs = {
+        "kdtree": lambda: level.kdtree(r, 1),
+        "gemm": lambda: level.gemm(r, torch.device("cpu"), 64),
+        "gemm 2 threads": lambda: level.gemm(r, torch.device("cpu"), 32, threads=2),
+        "gemm, device reductions": lambda: _device_reductions(lambda: level.gemm(r, torch.device("cpu"), 50)),
+    }
+    for mode, run in runs.items():
+        got, _ = run()
         bad = np.flatnonzero(got != ref)
         assert len(bad) == 0, f"{mode}/{distance}: {len(bad)} rows differ from the reference, first {bad[:5]}"
+
+
+def _device_reductions(fn):
+    """Run the GPU branch of the GEMM search (torch argmin/amin) on CPU."""
+    import hep_tokenizers.codebook as cb
+
+    old, cb._NUMPY_REDUCE_ON_CPU = cb._NUMPY_REDUCE_ON_CPU, False
+    try:
+        return fn()
+    finally:
+        cb._NUMPY_REDUCE_ON_CPU = old
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
@@ -122,7 +139,7 @@ def test_near_ties_where_float32_expansion_flips():
 
 @pytest.mark.parametrize("search", SEARCHES)
 def test_codec_fast_equals_reference_all_types(export_dir, events, search):
-    export = load_export(export_dir, search=search)
+    export = load_export(export_dir, search=search, workers=2)
     for name, codec in export.codecs.items():
         x, _, _ = export.transform.encode_objects(events, name)
         x = np.concatenate([x, np.random.default_rng(4).normal(0, 2, (300, x.shape[1])).astype(np.float32)])
