@@ -90,6 +90,73 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: A continuous feature further than this many training standard deviations (after its transform)
+#: from the training mean cannot be tokenized meaningfully (and overflows float32 further out):
+#: ``EventTokenizer`` raises, ``hep-tok tokenize`` rejects the event and counts it.
+MAX_STANDARDISED = 1e4
+
+
+def value_problems(
+    transform: Any, otype: ObjectType, cols: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
+    """Check one object type's feature columns (``object_columns`` output) before encoding.
+
+    Returns ``(bad, handled)``: ``bad[reason]`` is a per-object mask of values that cannot be
+    tokenized (reasons ``"infinite T.f"`` and ``"out-of-range T.f"``: a continuous feature more
+    than :data:`MAX_STANDARDISED` standard deviations from the training mean); ``handled`` counts
+    values that are tokenized by the documented policy of ``features.py``: ``"missing"`` (NaN /
+    None, and categorical values that are no valid class index -> encoded as missing) and
+    ``"clipped"`` (negative values of log-transformed features -> 0; tagger scores outside
+    [0, 1] -> clipped to the interval).
+    """
+    from hep_tokenizers.schema import Kind
+
+    bad: dict[str, np.ndarray] = {}
+    handled: dict[str, dict[str, int]] = {"missing": {}, "clipped": {}}
+    stats = transform.stats.get(otype.name, {})
+    for f in otype.features:
+        col = cols.get(f.name)
+        if col is None or not len(col):
+            continue
+        key = f"{otype.name}.{f.name}"
+        inf = np.isinf(col)
+        if inf.any():
+            bad[f"infinite {key}"] = inf
+        nan = np.isnan(col)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if f.kind is Kind.CONTINUOUS:
+                s = stats.get(f.name)
+                x = np.where(np.isfinite(col), col, 0.0)
+                t = np.log(np.maximum(x, 0.0) + f.offset + 1e-6) if f.transform == "log" else x
+                if s is not None:
+                    far = np.abs((t - s.mean) / s.std) > MAX_STANDARDISED
+                    if far.any():
+                        bad[f"out-of-range {key}"] = far
+                if f.transform == "log":
+                    n_clip = int(np.count_nonzero(col < 0))
+                    if n_clip:
+                        handled["clipped"][key] = n_clip
+            elif f.kind is Kind.TAGGER:
+                n_clip = int(np.count_nonzero((col < 0) | (col > 1)))
+                if n_clip:
+                    handled["clipped"][key] = n_clip
+            elif f.kind is Kind.CATEGORICAL:
+                invalid = np.isfinite(col) & ((col < 0) | (col >= f.n_classes) | (col != np.round(col)))
+                nan = nan | invalid
+        n_nan = int(np.count_nonzero(nan))
+        if n_nan:
+            handled["missing"][key] = n_nan
+    return bad, handled
+
+
+def _canonical_sha256(obj: Any) -> str:
+    """sha256 of a JSON value in canonical form (sorted keys, no spaces): independent of indentation."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+CONFIG_SHA_KEY = "config_sha256"
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     """Tensor / array / (ragged) nested list -> numpy; ragged lists are padded with ``[PAD]``."""
     if hasattr(x, "detach"):
@@ -171,6 +238,8 @@ class EventTokenizer(PreTrainedTokenizerBase):
         self._vocab_cache: dict[str, int] | None = None
         self.last_truncation_stats: dict[str, int] = {}
         self.last_decode_stats: dict[str, int] = {}
+        #: values handled by policy in the last encode: {"missing": {"T.f": n}, "clipped": {"T.f": n}}
+        self.last_input_stats: dict[str, dict[str, int]] = {"missing": {}, "clipped": {}}
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ construction
@@ -208,6 +277,8 @@ class EventTokenizer(PreTrainedTokenizerBase):
             cfg = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise TokenizerArtifactError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(cfg, dict):
+            raise TokenizerArtifactError(f"{path}: expected a JSON object")
         version = cfg.get("format_version")
         if not isinstance(version, int):
             raise TokenizerArtifactError(f"{path}: format_version missing or not an integer")
@@ -233,6 +304,20 @@ class EventTokenizer(PreTrainedTokenizerBase):
         have = self.rvq_config.get("tensor_sha256")
         if want is not None and have is not None and want != have:
             raise TokenizerArtifactError(f"{path}: sha256 of {RVQ_TENSORS_FILE} differs from {RVQ_CONFIG_FILE}")
+        # checksums of the JSON files (artifacts saved before they were recorded have none)
+        if CONFIG_SHA_KEY in cfg:
+            body = {k: v for k, v in cfg.items() if k != CONFIG_SHA_KEY}
+            if _canonical_sha256(body) != cfg[CONFIG_SHA_KEY]:
+                raise TokenizerArtifactError(
+                    f"{path}: content does not match its {CONFIG_SHA_KEY} (the file was edited or is corrupt)"
+                )
+        want_cfg = cfg.get("files", {}).get(RVQ_CONFIG_FILE, {}).get("sha256")
+        if want_cfg is not None:
+            have_cfg = _canonical_sha256(self.rvq_config)
+            if have_cfg != want_cfg:
+                raise TokenizerArtifactError(
+                    f"{path}: {RVQ_CONFIG_FILE} does not match the sha256 recorded here (the file was edited or is corrupt)"
+                )
         return cfg
 
     # ------------------------------------------------------------------ vocabulary API
@@ -345,12 +430,19 @@ class EventTokenizer(PreTrainedTokenizerBase):
             if counts.sum() == 0:  # e.g. a dict with only empty lists: awkward knows no fields
                 return {f.name: np.zeros(0) for f in otype.features}, counts
         cols, counts = object_columns(events, otype)
-        for name, col in cols.items():
-            bad = np.isinf(col)
-            if bad.any():
-                first = int(np.nonzero(bad)[0][0])
-                event = int(np.searchsorted(np.cumsum(counts), first, side="right"))
-                raise ValueError(f"{otype.name}.{name} is infinite in event {event} (object {first} of the batch)")
+        bad, handled = value_problems(self.transform, otype, cols)
+        for reason, mask in bad.items():
+            first = int(np.nonzero(mask)[0][0])
+            event = int(np.searchsorted(np.cumsum(counts), first, side="right"))
+            key = reason.split(" ", 1)[1]
+            value = cols[key.split(".", 1)[1]][first]
+            what = "infinite" if reason.startswith("infinite") else (
+                f"{float(value):g}, more than {MAX_STANDARDISED:g} training standard deviations from the training mean"
+            )
+            raise ValueError(f"{key} is {what} in event {event} (object {first} of the batch); such events cannot be tokenized")
+        for kind, per_feature in handled.items():
+            for key, n in per_feature.items():
+                self.last_input_stats[kind][key] = self.last_input_stats[kind].get(key, 0) + n
         return cols, counts
 
     def object_codes(self, events: Any) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -359,6 +451,7 @@ class EventTokenizer(PreTrainedTokenizerBase):
         One ``ObjectCodec.encode`` call per object type for the whole batch.
         """
         events, _ = self._as_events(events)
+        self.last_input_stats = {"missing": {}, "clipped": {}}
         out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for otype in self.schema.all_types:
             cols, counts = self._type_columns(events, otype)
@@ -371,7 +464,32 @@ class EventTokenizer(PreTrainedTokenizerBase):
                 codes = np.zeros((0, n_levels), dtype=np.int64)
             pt = cols["pt"] if "pt" in cols else np.zeros(n_obj)
             out[otype.name] = (codes, counts, pt)
+        if any(self.last_input_stats.values()):
+            logger.info("tokenized with handled values (missing -> encoded as missing, clipped): %s", self.last_input_stats)
         return out
+
+    def invalid_events(self, events: Any) -> dict[str, np.ndarray]:
+        """Per reason (``"missing field T"``, ``"infinite T.f"``, ``"out-of-range T.f"``) a mask of
+        the events that :meth:`encode_events` would refuse; ``hep-tok tokenize`` drops and counts them."""
+        events, _ = self._as_events(events)
+        n = len(events)
+        reasons: dict[str, np.ndarray] = {}
+        for otype in self.schema.all_types:
+            if otype.name not in events.fields:
+                reasons[f"missing field {otype.name}"] = np.ones(n, dtype=bool)
+                continue
+            if not otype.per_event:
+                counts = ak.to_numpy(ak.fill_none(ak.num(events[otype.name], axis=1), 0))
+                if counts.sum() == 0:
+                    continue
+            cols, counts = object_columns(events, otype)
+            ev = np.repeat(np.arange(n), counts)
+            bad, _ = value_problems(self.transform, otype, cols)
+            for reason, mask in bad.items():
+                m = np.zeros(n, dtype=bool)
+                m[ev[mask]] = True
+                reasons[reason] = m
+        return reasons
 
     def encode_events(self, events: Any, max_length: int | None = None) -> SequenceBatch:
         """Events -> ragged :class:`~hep_tokenizers.sequence.SequenceBatch` (no padding).
@@ -586,7 +704,7 @@ class EventTokenizer(PreTrainedTokenizerBase):
                 "token_type_ids": {"special": SPECIAL_TOKEN_TYPE_ID, **{t.name: t.token_type_id for t in self.schema.all_types}},
                 "level_ids": {"special": SPECIAL_LEVEL_ID, "object": "quantizer level 0..n_levels-1"},
             },
-            "files": {RVQ_CONFIG_FILE: {}, RVQ_TENSORS_FILE: {"sha256": sha}},
+            "files": {RVQ_CONFIG_FILE: {"sha256": _canonical_sha256(self.rvq_config)}, RVQ_TENSORS_FILE: {"sha256": sha}},
         }
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
@@ -602,7 +720,11 @@ class EventTokenizer(PreTrainedTokenizerBase):
                 os.replace(tmp, dst)
             written.append(str(dst))
         cfg_path = out / EVENT_TOKENIZER_FILE
-        cfg_path.write_text(json.dumps(self._event_config(), indent=2) + "\n")
+        cfg = self._event_config()
+        cfg[CONFIG_SHA_KEY] = _canonical_sha256(cfg)
+        tmp = cfg_path.with_name(cfg_path.name + ".tmp")
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+        os.replace(tmp, cfg_path)
         written.append(str(cfg_path))
         stm = out / "special_tokens_map.json"
         stm.write_text(json.dumps(self.special_tokens_map, indent=2) + "\n")
@@ -808,4 +930,4 @@ def _card_values(tok: "EventTokenizer", repo_id: str | None) -> dict[str, Any]:
     }
 
 
-__all__ = ["EventTokenizer", "TokenizerArtifactError", "FORMAT_VERSION"]
+__all__ = ["EventTokenizer", "TokenizerArtifactError", "FORMAT_VERSION", "MAX_STANDARDISED", "value_problems"]

@@ -23,7 +23,16 @@ Columns (unpadded, one row per event; padding belongs to the collator): ``input_
 
 Resuming: rerunning the same command skips shards whose ``.arrow`` file exists and re-does the
 others, so no event is duplicated or lost; a run with different files or settings in the same
-``DS_DIR`` is refused unless ``--overwrite``. Memory stays flat: each worker holds one chunk.
+``DS_DIR`` is refused unless ``--overwrite`` (files that were bad in the earlier run may have been
+fixed in between). Memory stays flat: each worker holds one chunk.
+
+Bad input: a file that cannot be opened as events gets no shard and is listed in ``summary.json``
+(``bad_files``, with the reader's error naming the file); a shard whose entries cannot be read or
+tokenized is listed in ``failed_shards`` (file, entry range, error; ``_progress/<shard>.failed.json``)
+and retried by the next run. The other files are finished, the index covers the finished shards,
+and the command exits with status 3 (:data:`EXIT_BAD_INPUT`). Events with values that cannot be
+tokenized (infinite, or absurdly far from the training range) are dropped and counted per reason
+in ``rejected_reasons``. See ``docs/guarantees.md``.
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ SUMMARY_FILE = "summary.json"
 SHARD_PATTERN = "data-f{file:05d}-c{chunk:06d}.arrow"
 PLAN_VERSION = 1
 DEFAULT_STEP = 10_000
+#: exit status when the run finished but some input files or shards could not be read
+EXIT_BAD_INPUT = 3
 
 
 # --------------------------------------------------------------------------- planning
@@ -78,10 +89,19 @@ def make_plan(
     tree: str | None,
     mapping: str | None,
 ) -> dict[str, Any]:
-    """Files, entry counts and settings; chunks are ``[k*step, min((k+1)*step, n))`` per file."""
+    """Files, entry counts and settings; chunks are ``[k*step, min((k+1)*step, n))`` per file.
+
+    A file that cannot be opened as events (not ROOT, truncated, no known tree, ...) is kept in
+    the plan with ``n_entries`` 0 and its ``error``: it gets no shard and is reported as bad.
+    """
     entries = []
     for p in files:
-        n = count_entries(p, format=format, tree=tree, mapping=mapping)
+        try:
+            n = count_entries(p, format=format, tree=tree, mapping=mapping)
+        except Exception as exc:  # noqa: BLE001 - every reader failure is reported per file
+            logger.error("bad input file %s: %s", p, exc)
+            entries.append({"path": str(p), "size": p.stat().st_size, "n_entries": 0, "error": f"{type(exc).__name__}: {exc}"})
+            continue
         entries.append({"path": str(p), "size": p.stat().st_size, "n_entries": n})
     return {
         "plan_version": PLAN_VERSION,
@@ -109,6 +129,24 @@ def plan_chunks(plan: dict[str, Any]) -> list[tuple[int, int, int, int]]:
 
 def shard_name(file_index: int, chunk_index: int) -> str:
     return SHARD_PATTERN.format(file=file_index, chunk=chunk_index)
+
+
+def _plans_compatible(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Same run, except that files which were bad before may have been fixed (or still be bad)."""
+    if {k: v for k, v in old.items() if k != "files"} != {k: v for k, v in new.items() if k != "files"}:
+        return False
+    if len(old["files"]) != len(new["files"]):
+        return False
+    for a, b in zip(old["files"], new["files"]):
+        if a["path"] != b["path"]:
+            return False
+        if a != b and "error" not in a:
+            return False
+    return True
+
+
+def _failed_path(out: Path, name: str) -> Path:
+    return out / PROGRESS_DIR / (name + ".failed.json")
 
 
 # --------------------------------------------------------------------------- arrow output
@@ -194,30 +232,8 @@ def _init_worker(tok_dir: str, threads: int | None) -> None:
 
 
 def _invalid_events(tok: Any, events: Any) -> dict[str, np.ndarray]:
-    """Per reason, a mask of events that cannot be tokenized (non-finite feature values)."""
-    import awkward as ak
-
-    from .features import object_columns
-
-    n = len(events)
-    reasons: dict[str, np.ndarray] = {}
-    for otype in tok.schema.all_types:
-        if otype.name not in events.fields:
-            reasons[f"missing field {otype.name}"] = np.ones(n, dtype=bool)
-            continue
-        if not otype.per_event:
-            counts = ak.to_numpy(ak.fill_none(ak.num(events[otype.name], axis=1), 0))
-            if counts.sum() == 0:
-                continue
-        cols, counts = object_columns(events, otype)
-        ev = np.repeat(np.arange(n), counts)
-        for name, col in cols.items():
-            bad = np.isinf(col)
-            if bad.any():
-                mask = np.zeros(n, dtype=bool)
-                mask[ev[bad]] = True
-                reasons[f"infinite {otype.name}.{name}"] = mask
-    return reasons
+    """Per reason, a mask of events that cannot be tokenized (see ``EventTokenizer.invalid_events``)."""
+    return tok.invalid_events(events)
 
 
 def _read_chunk(path: str, start: int, stop: int, plan: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
@@ -278,7 +294,23 @@ def process_chunk(task: tuple[int, int, int, int], plan: dict[str, Any], out_dir
     # progress record first, then the shard: a shard file on disk always has its record
     _write_json(out / PROGRESS_DIR / (stats["shard"] + ".json"), stats)
     _write_arrow(out / stats["shard"], table)
+    _failed_path(out, stats["shard"]).unlink(missing_ok=True)
     return stats
+
+
+def _record_failure(out: Path, task: tuple[int, int, int, int], plan: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """Write (and return) the record of a shard that could not be read or tokenized."""
+    fi, ci, start, stop = task
+    rec = {
+        "shard": shard_name(fi, ci),
+        "source_file": plan["files"][fi]["path"],
+        "entry_start": start,
+        "entry_stop": stop,
+        "error": f"{type(exc).__name__}: {exc}",
+    }
+    logger.error("shard %s (%s entries %d-%d) failed: %s", rec["shard"], rec["source_file"], start, stop, rec["error"])
+    _write_json(_failed_path(out, rec["shard"]), rec)
+    return rec
 
 
 def _process_in_worker(task: tuple[int, int, int, int], plan: dict[str, Any], out_dir: str) -> dict[str, Any]:
@@ -315,11 +347,15 @@ def _percentile_from_hist(hist: np.ndarray, q: float) -> int:
 def summarize(out: Path, plan: dict[str, Any], chunks: list[tuple[int, int, int, int]], run: dict[str, Any]) -> dict[str, Any]:
     """Aggregate the per-shard records of every finished shard into ``summary.json``."""
     records = []
+    failed = []
     for fi, ci, _, _ in chunks:
         name = shard_name(fi, ci)
         rec_path = out / PROGRESS_DIR / (name + ".json")
         if (out / name).is_file() and rec_path.is_file():
             records.append(json.loads(rec_path.read_text()))
+        elif _failed_path(out, name).is_file():
+            failed.append(json.loads(_failed_path(out, name).read_text()))
+    bad_files = [{"path": f["path"], "error": f["error"]} for f in plan["files"] if "error" in f]
     hist = np.zeros(1, dtype=np.int64)
     reasons: dict[str, int] = {}
     for r in records:
@@ -339,8 +375,14 @@ def summarize(out: Path, plan: dict[str, Any], chunks: list[tuple[int, int, int,
     summary = {
         "dataset": str(out),
         "load_with": f"datasets.load_from_disk({str(out)!r})",
-        "complete": len(records) == len(chunks),
+        "complete": len(records) == len(chunks) and not bad_files,
+        "ok": not bad_files and not failed,
         "n_files": len(plan["files"]),
+        "n_bad_files": len(bad_files),
+        "bad_files": bad_files,
+        "n_failed_shards": len(failed),
+        "failed_shards": failed,
+        "events_in_failed_shards": int(sum(int(f["entry_stop"]) - int(f["entry_start"]) for f in failed)),
         "n_shards": len(chunks),
         "n_shards_finished": len(records),
         "events_in_files": int(sum(f["n_entries"] for f in plan["files"])),
@@ -368,11 +410,16 @@ def summarize(out: Path, plan: dict[str, Any], chunks: list[tuple[int, int, int,
     return summary
 
 
-def write_index(out: Path, chunks: list[tuple[int, int, int, int]]) -> None:
-    """``state.json`` + ``dataset_info.json`` as ``Dataset.save_to_disk`` writes them."""
+def write_index(out: Path, chunks: list[tuple[int, int, int, int]], skip_failed: bool = False) -> None:
+    """``state.json`` + ``dataset_info.json`` as ``Dataset.save_to_disk`` writes them.
+
+    ``skip_failed``: index the finished shards, leaving out those recorded as failed.
+    """
     import datasets
 
     names = [shard_name(fi, ci) for fi, ci, _, _ in chunks]
+    if skip_failed:
+        names = [n for n in names if (out / n).is_file() or not _failed_path(out, n).is_file()]
     missing = [n for n in names if not (out / n).is_file()]
     if missing:
         raise RuntimeError(f"{out}: {len(missing)} shards are missing (first: {missing[0]}); rerun to finish them")
@@ -468,18 +515,21 @@ def run(
         plan_path = out / PLAN_FILE
         if plan_path.is_file() and not overwrite:
             old = json.loads(plan_path.read_text())
-            if old != plan:
+            if old != plan and not _plans_compatible(old, plan):
                 diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
                 raise RuntimeError(
                     f"{out} holds a tokenization run with different {diff}; pass --overwrite to start over "
                     "or choose another --out"
                 )
         elif overwrite:
-            for p in list(out.glob("data-*.arrow")) + list((out / PROGRESS_DIR).glob("*.json")):
+            for p in list(out.glob("data-*.arrow")) + list(out.glob(".data-*.tmp*")) + list((out / PROGRESS_DIR).glob("*.json")):
                 p.unlink()
             for name in ("state.json", "dataset_info.json", SUMMARY_FILE):
                 (out / name).unlink(missing_ok=True)
         _write_json(plan_path, plan)
+        # temporary files of a killed run (never read: shards appear only by atomic rename)
+        for p in list(out.glob(".data-*.tmp*")) + list((out / PROGRESS_DIR).glob(".*.tmp*")):
+            p.unlink(missing_ok=True)
     if state is not None:
         state.wait_for_everyone()
 
@@ -493,20 +543,37 @@ def run(
     t0 = time.perf_counter()
     n_events = 0
     bar = tqdm(total=sum(c[3] - c[2] for c in todo), unit="ev", desc=f"tokenize[{rank}]", disable=not progress)
+    n_failed = 0
     if num_workers <= 1 or len(todo) <= 1:
         _init_worker(str(tok_dir), None)
         for c in todo:
-            s = process_chunk(c, plan, str(out))
+            try:
+                s = process_chunk(c, plan, str(out))
+            except Exception as exc:  # noqa: BLE001 - a bad shard is recorded; the others go on
+                _record_failure(out, c, plan, exc)
+                n_failed += 1
+                bar.update(c[3] - c[2])
+                continue
             n_events += s["events_read"]
             bar.update(s["events_read"])
     else:
+        from concurrent.futures.process import BrokenProcessPool
+
         threads = max(1, (os.cpu_count() or 1) // num_workers)
         with ProcessPoolExecutor(
             max_workers=num_workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(str(tok_dir), threads)
         ) as pool:
             futures = [pool.submit(_process_in_worker, c, plan, str(out)) for c in todo]
-            for fut in futures:
-                s = fut.result()
+            for c, fut in zip(todo, futures):
+                try:
+                    s = fut.result()
+                except BrokenProcessPool as exc:
+                    raise RuntimeError(f"a tokenize worker process died ({exc}); rerun to resume") from exc
+                except Exception as exc:  # noqa: BLE001
+                    _record_failure(out, c, plan, exc)
+                    n_failed += 1
+                    bar.update(c[3] - c[2])
+                    continue
                 n_events += s["events_read"]
                 bar.update(s["events_read"])
     bar.close()
@@ -514,7 +581,8 @@ def run(
     run_info = {
         "ranks": world,
         "num_workers": num_workers,
-        "shards_written": len(todo),
+        "shards_written": len(todo) - n_failed,
+        "shards_failed": n_failed,
         "shards_skipped_existing": skipped,
         "events_read": n_events,
         "seconds": round(seconds, 3),
@@ -525,7 +593,7 @@ def run(
         state.wait_for_everyone()
         if rank == 0:
             infos = [json.loads((out / PROGRESS_DIR / f"_run_rank{r}.json").read_text()) for r in range(world)]
-            for key in ("shards_written", "shards_skipped_existing", "events_read"):
+            for key in ("shards_written", "shards_failed", "shards_skipped_existing", "events_read"):
                 run_info[key] = sum(int(i[key]) for i in infos)
             run_info["seconds"] = max(float(i["seconds"]) for i in infos)
             run_info["events_per_second"] = (
@@ -534,8 +602,9 @@ def run(
     summary: dict[str, Any] = {}
     if rank == 0 or state is None:
         summary = summarize(out, plan, chunks, run_info)
-        if summary["complete"]:
-            write_index(out, chunks)
+        if summary["n_shards_finished"] + summary["n_failed_shards"] == len(chunks):
+            # every shard finished or failed: index the finished ones (bad inputs are in the summary)
+            write_index(out, chunks, skip_failed=True)
         _write_json(out / SUMMARY_FILE, summary)
     if state is not None:
         state.wait_for_everyone()
@@ -595,8 +664,20 @@ def main(argv: list[str] | None = None) -> int:
     if summary:
         if args.summary:
             _write_json(Path(args.summary), summary)
-        keys = ("events_read", "events_tokenized", "events_truncated", "events_rejected", "n_shards", "complete")
+        keys = ("events_read", "events_tokenized", "events_truncated", "events_rejected", "n_shards", "complete",
+                "n_bad_files", "n_failed_shards")
         print(json.dumps({k: summary[k] for k in keys} | {"length": summary["length"], "this_run": summary["this_run"]}))
+        if not summary["ok"]:
+            for f in summary["bad_files"]:
+                print(f"hep-tok tokenize: bad input file {f['path']}: {f['error']}", file=sys.stderr)
+            for f in summary["failed_shards"]:
+                print(
+                    f"hep-tok tokenize: shard {f['shard']} ({f['source_file']}, entries {f['entry_start']}-{f['entry_stop']}) "
+                    f"failed: {f['error']}",
+                    file=sys.stderr,
+                )
+            print(f"hep-tok tokenize: finished the readable inputs; see {Path(args.out) / SUMMARY_FILE}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     return 0
 
 

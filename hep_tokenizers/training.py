@@ -346,6 +346,10 @@ def train_tokenizer(
         export_model(model, out_dir, training={**training, "duplicate_rows_perturbed_before_export": dups})
         monitor.save(out_dir, codes)
         (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        # the same folder is a ready HuggingFace tokenizer: EventTokenizer.from_pretrained(out_dir)
+        from .tokenization_event import EventTokenizer
+
+        EventTokenizer.from_export(out_dir).save_pretrained(out_dir)
     if log_f:
         log_f.close()
     if world > 1:

@@ -104,8 +104,11 @@ class EventSource:
                 return events
             chunk_stats = ReadStats()
             events = self.plan.build(Raw(arrays), np.arange(start, stop, dtype=np.int64), chunk_stats, self.max_objects)
-        except ReadError:
-            raise
+        except ReadError as exc:
+            if self.path in str(exc):
+                raise
+            # a builder error names the field; add the file, tree and entries
+            raise ReadError(f"{self.path}: tree {self.tree_name!r}, entries {start}-{stop}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - name the file and entries, keep the cause
             raise ReadError(
                 f"{self.path}: tree {self.tree_name!r}, entries {start}-{stop}: cannot convert to events: "

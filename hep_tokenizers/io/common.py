@@ -179,6 +179,8 @@ def _build_group(
     pt_j = feats.get("pt")
     if pt_j is None:
         raise ReadError(f"{otype.name}: reader produced no pt")
+    if pt_j.ndim != 2:
+        raise ReadError(f"{otype.name}.pt: expected one value per object (a jagged branch), got type {pt_j.type}")
     counts = ak.to_numpy(ak.num(pt_j, axis=1)).astype(np.int64)
     n_obj = int(counts.sum())
     cols: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -190,6 +192,10 @@ def _build_group(
             cols[f.name] = _flat(v, counts, f"{otype.name}.{f.name}")
     for name, v in extras.items():
         cols[name] = _flat(v, counts, f"{otype.name}.{name}")
+    for f in otype.features:  # a mistyped branch (bool or text where a number is expected) is an error
+        dt = cols[f.name][0].dtype
+        if f.kind in (Kind.CONTINUOUS, Kind.TAGGER) and feats.get(f.name) is not None and (dt == np.bool_ or dt.kind not in "iuf"):
+            raise ReadError(f"{otype.name}.{f.name}: expected numbers, got values of type {dt} (mistyped branch?)")
 
     pt, eta, phi = (cols[k][0] for k in ("pt", "eta", "phi"))
     fin = np.isfinite(pt) & np.isfinite(eta) & np.isfinite(phi)

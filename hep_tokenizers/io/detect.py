@@ -31,6 +31,8 @@ def open_root(path: str | Path) -> Any:
         raise ReadError(f"{p}: no such file")
     if p.is_dir():
         raise ReadError(f"{p}: is a directory, not a ROOT file")
+    if p.stat().st_size == 0:
+        raise ReadError(f"{p}: empty file (0 bytes), not a ROOT file")
     try:
         return uproot.open(p)
     except Exception as exc:  # noqa: BLE001 - uproot raises many types for corrupt input
