@@ -14,6 +14,8 @@ from .common import ReadStats, build_events
 
 #: CMS HPS decay modes -> schema classes (1p0n, 1p1n, 1pXn, 3p0n, 3pXn); 2-prong modes -> None.
 HPS_TO_CLASS = {0: 0, 1: 1, 2: 2, 10: 3, 11: 4}
+#: b-tag discriminants, preferred first (all are b-probability-like scores in [0, 1]).
+BTAG_CANDIDATES = ("Jet_btagDeepFlavB", "Jet_btagPNetB", "Jet_btagRobustParTAK4B", "Jet_btagDeepB", "Jet_btagCSVV2")
 
 
 class NanoaodReader(FormatReader):
@@ -63,10 +65,12 @@ class NanoaodReader(FormatReader):
             spec["photons"]["wp80"] = f("photons", "tight_id", "Photon_mvaID_WP80")
         spec["jets"].update(
             mass=f("jets", "mass", "Jet_mass"),
-            btag=f("jets", "btag", "Jet_btagDeepFlavB", "Jet_btagPNetB", "Jet_btagRobustParTAK4B", "Jet_btagDeepB",
-                   "Jet_btagCSVV2"),
+            btag=f("jets", "btag", *BTAG_CANDIDATES),
             flav=b.first("Jet_hadronFlavour"),
         )
+        # every present tagger is read: a production may carry a newer tagger's branch filled only
+        # with its default (e.g. DeepFlavB = -3000 in 2015 Open Data); _btag falls back past it
+        btag_present = [c for c in BTAG_CANDIDATES if b.first(c) is not None]
         met = {
             "pt": f("met", "pt", "MET_pt", "PFMET_pt", "PuppiMET_pt"),
             "phi": f("met", "phi", "MET_phi", "PFMET_phi", "PuppiMET_phi"),
@@ -75,12 +79,32 @@ class NanoaodReader(FormatReader):
         weight = b.first("genWeight")
 
         def build(raw: Raw, entry: np.ndarray, st: ReadStats, max_objects: int | None) -> ak.Array:
-            return _build(raw, entry, st, max_objects, spec, met, weight)
+            return _build(raw, entry, st, max_objects, spec, met, weight, btag_present)
 
         return Plan(self.name, tree_name, b.filter_names(), build, stats)
 
 
-def _build(raw: Raw, entry, stats, max_objects, spec, met, weight) -> ak.Array:
+def _btag(raw: Raw, present: list[str], stats: ReadStats) -> ak.Array | None:
+    """b-tag score from the first present tagger with any value in [0, 1] in this chunk.
+
+    A tagger whose values in the chunk are all defaults (negative) was not run in this
+    production; the fallback is recorded in ``stats.notes``. CSVv2's -10 ("no tag info") -> 0.
+    """
+    for name in present:
+        values = raw[name]
+        flat = ak.flatten(values)
+        if len(flat) and not ak.any((flat >= 0) & (flat <= 1)):
+            note = f"{name} holds only default values (not computed in this production); tried the next tagger"
+            if note not in stats.notes:
+                stats.notes.append(note)
+            continue
+        if name == "Jet_btagCSVV2":
+            values = ak.where(values < 0, 0.0, values)
+        return values
+    return raw[present[0]] if present else None
+
+
+def _build(raw: Raw, entry, stats, max_objects, spec, met, weight, btag_present=()) -> ak.Array:
     groups: dict[str, dict] = {}
     extras: dict[str, dict] = {}
     for otype, s in spec.items():
@@ -135,9 +159,7 @@ def _build(raw: Raw, entry, stats, max_objects, spec, met, weight) -> ak.Array:
     j = spec["jets"]
     g = groups["jets"]
     g["mass"] = raw.get(j["mass"])
-    g["btag"] = raw.get(j["btag"])
-    if j["btag"] is not None and j["btag"] == "Jet_btagCSVV2":
-        g["btag"] = ak.where(g["btag"] < 0, 0.0, g["btag"])  # CSVv2 uses -10 for "no tag info"
+    g["btag"] = _btag(raw, list(btag_present), stats)
     if j["flav"] is not None:
         extras["jets"] = {"truth_flavour": ak.values_astype(raw[j["flav"]], np.int64)}
 
