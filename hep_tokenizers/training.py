@@ -220,15 +220,29 @@ def train_tokenizer(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        rng_path = ck_dir / f"rng_rank{rank}.pt"
-        gen.set_state(torch.load(rng_path, weights_only=True)["generator"] if rng_path.exists() else state["generator"])
+        # this rank's generator as of the checkpoint's step (files are tagged by step, so a kill
+        # between a rank's RNG file and rank 0's checkpoint never pairs states of different steps)
+        rng_path = ck_dir / f"rng_rank{rank}_step{step}.pt"
+        if rng_path.exists():
+            gen.set_state(torch.load(rng_path, weights_only=True)["generator"])
+        elif rank == 0:
+            gen.set_state(state["generator"])
+        else:
+            raise RuntimeError(f"{rng_path} missing: cannot resume rank {rank} exactly from {ck_path}")
         for t, w in state["windows"].items():
             windows[t].load_state_dict(w)
         monitor.load_state_dict(state["monitor"])
         init_records = json.loads(state["init_records"])
         if main:
             print(f"resumed from {ck_path} at step {step}", file=sys.stderr)
-    log_f = open(out_dir / "train_log.jsonl", "a") if main else None
+    log_path = out_dir / "train_log.jsonl"
+    if main and step > 0 and log_path.exists():
+        # drop log lines of steps after the checkpoint: they are redone, and logged again, now
+        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        tmp = log_path.with_suffix(".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        os.replace(tmp, log_path)
+    log_f = open(log_path, "a") if main else None
     q = cfg.quantizer
     warm = q.warmup_steps
 
@@ -246,7 +260,7 @@ def train_tokenizer(
 
     def save_checkpoint() -> None:
         torch.save({"generator": gen.get_state()}, ck_dir / f".rng_rank{rank}.tmp")
-        os.replace(ck_dir / f".rng_rank{rank}.tmp", ck_dir / f"rng_rank{rank}.pt")
+        os.replace(ck_dir / f".rng_rank{rank}.tmp", ck_dir / f"rng_rank{rank}_step{step}.pt")
         if main:
             _atomic_save(
                 {
@@ -262,6 +276,9 @@ def train_tokenizer(
             )
         if world > 1:
             torch.distributed.barrier()
+        for old in ck_dir.glob(f"rng_rank{rank}_step*.pt"):  # the checkpoint now matches this step's files
+            if old.name != f"rng_rank{rank}_step{step}.pt":
+                old.unlink(missing_ok=True)
 
     def evaluate() -> dict[str, Any]:
         rec = monitor.evaluate(step, held_out_codes(model, held))
