@@ -34,7 +34,11 @@ all codes that could be within that margin. ``search=``:
   ``d1 * (1 + 1e-9)`` (plus slack) are re-checked exactly. Exact, but slower than the GEMM path
   for 16384 codes in 8 dimensions (k-d pruning is weak there); kept for smaller ``d``.
 
-Both therefore return exactly the reference codes (tested on random data, exact ties and
+* ``"ivf"`` (CPU; ``"auto"`` for codebooks of at least ``_IVF_MIN_CODES`` codes): exact
+  inverted-file search with certified pruning, :mod:`hep_tokenizers.nn_search`; near-ties go
+  to ``gemm``.
+
+All therefore return exactly the reference codes (tested on random data, exact ties and
 constructed near-ties).
 """
 
@@ -70,6 +74,7 @@ _ACTIVATIONS = {
 _NUMPY_REDUCE_ON_CPU = True  # False runs the device (GPU) reductions on CPU: for tests
 _U32 = 2.0**-24  # unit roundoff of float32
 _KD_REL_TOL = 1e-9  # relative margin for the float64 kd-tree path (true error ~1e-15)
+_IVF_MIN_CODES = 8192  # "auto" uses the IVF search (CPU) from this codebook size on; measured faster
 
 
 # ----------------------------------------------------------------------------- reference formulas
@@ -196,6 +201,7 @@ class _LevelSearch:
         else:
             self.ref_codes64 = self.codebook32.astype(np.float64)
         self._tree: Any = None
+        self._ivf: Any = None  # nn_search.IVFIndex, built on first use
         self._dev_cache: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
     # -- reference
@@ -249,6 +255,16 @@ class _LevelSearch:
             cands = self._tree.query_ball_point(q[rows], radius, workers=workers)
             out[rows] = self._recheck(r32, rows, [np.asarray(c, dtype=np.int64) for c in cands])
         return out, len(rows)
+
+    # -- exact IVF with certified pruning (CPU; hep_tokenizers.nn_search)
+    def ivf(self, r32: np.ndarray, threads: int = 1, block: int = 32) -> tuple[np.ndarray, int]:
+        """Exact search through :class:`hep_tokenizers.nn_search.IVFIndex`; ``(codes, n_rechecked)``."""
+        if self._ivf is None:
+            from .nn_search import IVFIndex  # noqa: PLC0415
+
+            self._ivf = IVFIndex(self)
+        with _full_fp32_matmul(), torch.no_grad(), _torch_threads(1):
+            return self._ivf.search(r32, threads, block)
 
     # -- blocked GEMM (any device)
     def _device_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -402,7 +418,7 @@ class ObjectCodec:
         return len(self.heads)
 
     def _search_mode(self) -> str:
-        return "gemm" if self.search == "auto" else self.search
+        return self.search  # "auto": ivf on CPU for codebooks of >= _IVF_MIN_CODES codes, else gemm
 
     def _threads(self) -> int:
         return (os.cpu_count() or 1) if self.workers < 0 else max(1, self.workers)
@@ -449,11 +465,14 @@ class ObjectCodec:
             elif mode == "kdtree":
                 idx, nre = level.kdtree(r, self.workers)
                 self.last_rechecked += nre
-            elif mode == "gemm":
+            elif mode == "ivf" or (mode == "auto" and self.device.type == "cpu" and level.K >= _IVF_MIN_CODES):
+                idx, nre = level.ivf(r, self._threads(), self.gemm_block)
+                self.last_rechecked += nre
+            elif mode in ("gemm", "auto"):
                 idx, nre = level.gemm(r, self.device, self.gemm_block, self._threads())
                 self.last_rechecked += nre
             else:
-                raise ValueError(f"unknown search mode {mode!r}; use 'auto', 'kdtree' or 'gemm'")
+                raise ValueError(f"unknown search mode {mode!r}; use 'auto', 'ivf', 'kdtree' or 'gemm'")
             codes[:, lvl] = idx
             r = r - self.codebooks[lvl][idx]  # float32, the unnormalised code for both distances
         return codes
