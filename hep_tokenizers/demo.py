@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hep-tok demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default: demo_out)")
     parser.add_argument("--config", default="tiny", help="tokenizer config name or path (default: tiny)")
-    parser.add_argument("--mlm_steps", type=int, default=300, help="pretraining steps (default: 300)")
-    parser.add_argument("--finetune_steps", type=int, default=200, help="fine-tuning steps (default: 200)")
+    parser.add_argument("--mlm_steps", type=int, default=200, help="pretraining steps (default: 200)")
+    parser.add_argument("--finetune_steps", type=int, default=150, help="fine-tuning steps (default: 150)")
+    parser.add_argument("--num_threads", type=int, default=1,
+                        help="torch threads for pretraining and fine-tuning (default 1: small models gain nothing from more)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         _run_script,
         "run_mlm.py",
         ["--dataset", str(ds_dir), "--tokenizer", str(tok_dir), "--output_dir", str(mlm_dir),
-         "--max_steps", str(args.mlm_steps), "--seed", str(args.seed)],
+         "--max_steps", str(args.mlm_steps), "--seed", str(args.seed), "--num_threads", str(args.num_threads)],
     )
     step(
         "fine-tune (process classification)",
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         _run_script,
         "run_finetune.py",
         ["--dataset", str(ds_dir), "--tokenizer", str(tok_dir), "--model", str(mlm_dir / "final"),
-         "--output_dir", str(ft_dir), "--max_steps", str(args.finetune_steps), "--seed", str(args.seed)],
+         "--output_dir", str(ft_dir), "--max_steps", str(args.finetune_steps), "--seed", str(args.seed),
+         "--num_threads", str(args.num_threads)],
     )
     step("evaluate", report_dir / "report.md", _run_cli, ["evaluate", "--tokenizer", str(tok_dir), "--out", str(report_dir), sample])
 
