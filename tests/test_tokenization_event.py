@@ -350,9 +350,12 @@ class _FakeHub:
         self.server.server_close()
 
 
-def test_push_to_hub_uploads_exactly_the_artifact(tok, saved):
-    from huggingface_hub import HfApi
+def test_push_to_hub_uploads_exactly_the_artifact(tok, saved, monkeypatch):
+    from huggingface_hub import HfApi, constants
 
+    # CI runs with HF_HUB_OFFLINE=1 so nothing can download by accident; this test's "hub" is a
+    # server on 127.0.0.1 started below, so offline mode is lifted for this test only
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     hub = _FakeHub()
     try:
         api = HfApi(endpoint=hub.endpoint, token="hf_test_token_not_real")
