@@ -45,9 +45,10 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -544,38 +545,34 @@ def run(
     n_events = 0
     bar = tqdm(total=sum(c[3] - c[2] for c in todo), unit="ev", desc=f"tokenize[{rank}]", disable=not progress)
     n_failed = 0
+
+    def finish(c: Any, result: Callable[[], dict]) -> None:
+        """Count one chunk's result; a failed chunk is recorded and the others go on."""
+        nonlocal n_events, n_failed
+        try:
+            s = result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError(f"a tokenize worker process died ({exc}); rerun to resume") from exc
+        except Exception as exc:  # noqa: BLE001 - a bad shard is recorded; the others go on
+            _record_failure(out, c, plan, exc)
+            n_failed += 1
+            bar.update(c[3] - c[2])
+            return
+        n_events += s["events_read"]
+        bar.update(s["events_read"])
+
     if num_workers <= 1 or len(todo) <= 1:
         _init_worker(str(tok_dir), None)
         for c in todo:
-            try:
-                s = process_chunk(c, plan, str(out))
-            except Exception as exc:  # noqa: BLE001 - a bad shard is recorded; the others go on
-                _record_failure(out, c, plan, exc)
-                n_failed += 1
-                bar.update(c[3] - c[2])
-                continue
-            n_events += s["events_read"]
-            bar.update(s["events_read"])
+            finish(c, lambda c=c: process_chunk(c, plan, str(out)))
     else:
-        from concurrent.futures.process import BrokenProcessPool
-
         threads = max(1, (os.cpu_count() or 1) // num_workers)
         with ProcessPoolExecutor(
             max_workers=num_workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(str(tok_dir), threads)
         ) as pool:
             futures = [pool.submit(_process_in_worker, c, plan, str(out)) for c in todo]
             for c, fut in zip(todo, futures):
-                try:
-                    s = fut.result()
-                except BrokenProcessPool as exc:
-                    raise RuntimeError(f"a tokenize worker process died ({exc}); rerun to resume") from exc
-                except Exception as exc:  # noqa: BLE001
-                    _record_failure(out, c, plan, exc)
-                    n_failed += 1
-                    bar.update(c[3] - c[2])
-                    continue
-                n_events += s["events_read"]
-                bar.update(s["events_read"])
+                finish(c, fut.result)
     bar.close()
     seconds = time.perf_counter() - t0
     run_info = {
