@@ -1,0 +1,125 @@
+"""Tests of hep_tokenizers.nn_kernel: the compiled cell scan equals the reference codes exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hep_tokenizers.codebook import _LevelSearch, load_export
+from hep_tokenizers.nn_kernel import KernelIndex
+from hep_tokenizers.nn_search import default_n_cells
+from tests.export_fixtures import make_random_export
+from tests.synthetic import make_events
+
+DISTANCES = ["euclidean", "cosine"]
+
+
+def _check(cb: np.ndarray, r: np.ndarray, distance: str, threads: int = 1, **kw) -> KernelIndex:
+    level = _LevelSearch(cb, distance)
+    ref = level.reference(r)
+    index = KernelIndex(level.codebook32, level.ref_codes64, distance, **kw)
+    res = np.array(r, dtype=np.float32, copy=True)
+    got = index.search(res, threads)
+    bad = np.flatnonzero(got != ref)
+    assert len(bad) == 0, f"kernel/{distance}: {len(bad)} of {len(r)} rows differ from the reference, first {bad[:5]}"
+    # the residuals were updated in place exactly as the reference does (float32 subtraction)
+    np.testing.assert_array_equal(res, r - cb[ref])
+    return index
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("k", [1, 64, 16384])
+def test_random_equals_reference(distance, k):
+    rng = np.random.default_rng(k)
+    cb = rng.normal(size=(k, 8)).astype(np.float32)
+    r = (1.2 * rng.normal(size=(1500, 8))).astype(np.float32)
+    index = _check(cb, r, distance, threads=2 if k > 64 else 1)
+    if k == 16384 and distance == "euclidean":
+        # the pruning really prunes: a few percent of the cells are scanned
+        assert index.n_cells == default_n_cells(k) and index.last_cells_scanned < index.n_cells / 10
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_two_threads_equal_one(distance):
+    rng = np.random.default_rng(8)
+    cb = rng.normal(size=(4096, 8)).astype(np.float32)
+    r = rng.normal(size=(5000, 8)).astype(np.float32)
+    index = KernelIndex(cb, _LevelSearch(cb, distance).ref_codes64, distance)
+    a = index.search(r.copy(), 1)
+    b = index.search(r.copy(), 2)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_clustered_data_other_dims_and_scales(distance):
+    rng = np.random.default_rng(5)
+    for d in (3, 8, 16):
+        centres = rng.normal(0, 5, size=(12, d))
+        cb = (centres[rng.integers(0, 12, 4096)] + rng.normal(0, 0.3, (4096, d))).astype(np.float32)
+        r = (centres[rng.integers(0, 12, 2000)] + rng.normal(0, 0.5, (2000, d))).astype(np.float32)
+        r[:50] = rng.normal(0, 40, (50, d))  # far outliers
+        for scale in (1.0, 1e-3, 1e3):
+            _check(cb * np.float32(scale), r * np.float32(scale), distance, n_cells=64)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_exact_ties_duplicates_and_zero_rows_resolve_to_lowest_index(distance):
+    rng = np.random.default_rng(1)
+    cb = rng.normal(size=(2048, 8)).astype(np.float32) * 4
+    r = rng.integers(-8, 8, size=(400, 8)).astype(np.float32) / 4
+    v = rng.integers(1, 4, size=(400, 8)).astype(np.float32) / 8
+    lo_idx, hi_idx = rng.permutation(2048)[:800].reshape(2, 400)
+    for i in range(400):  # mirrored pairs: equal distances in any precision
+        cb[lo_idx[i]] = r[i] + v[i]
+        cb[hi_idx[i]] = r[i] - v[i] if distance == "euclidean" else 2 * (r[i] + v[i])
+    dup_src = rng.permutation(2048)[:100]
+    dup_dst = rng.permutation(2048)[:100]
+    cb[dup_dst] = cb[dup_src]  # duplicate rows
+    cb[rng.permutation(2048)[:5]] = 0.0  # zero codes (cosine: score 0 for every residual)
+    q = np.concatenate([r, cb[dup_src], np.zeros((3, 8), np.float32)]).astype(np.float32)
+    ref = _LevelSearch(cb, distance).reference(q)
+    # ties really occur, in both directions of index order
+    assert (ref[: len(r)] == np.minimum(lo_idx, hi_idx)).mean() > 0.3
+    _check(cb, q, distance, n_cells=48)
+
+
+def test_near_ties_far_from_origin():
+    rng = np.random.default_rng(3)
+    offset = np.float32(3000.0)
+    base = rng.normal(size=(4096, 8)).astype(np.float32)
+    cb = (offset + base).astype(np.float32)
+    r = (offset + base[rng.integers(0, 4096, 3000)] + rng.normal(0, 0.4, (3000, 8))).astype(np.float32)
+    for i in range(0, 400, 2):  # second code = mirror image nudged by one float32 ulp
+        v = rng.normal(0, 0.01, 8).astype(np.float32)
+        cb[i] = r[i] + v
+        cb[i + 1] = np.nextafter(r[i] - v, np.float32(np.inf) * np.sign(rng.normal(size=8))).astype(np.float32)
+    _check(cb, r, "euclidean", n_cells=128)
+
+
+def test_bad_residuals_are_refused():
+    cb = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    index = KernelIndex(cb, cb.astype(np.float64), "euclidean")
+    with pytest.raises(ValueError, match="float32"):
+        index.search(np.zeros((3, 8)), 1)  # float64
+    with pytest.raises(ValueError, match=r"\(n, 8\)"):
+        index.search(np.zeros((3, 7), np.float32), 1)
+    with pytest.raises(ValueError, match="distance"):
+        KernelIndex(cb, cb.astype(np.float64), "manhattan")
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_codec_kernel_all_levels_equals_reference(tmp_path, distance):
+    events = make_events(800, seed=21)
+    exp = make_random_export(tmp_path, codebook_sizes=(16384, 4096, 1024, 64), distance=distance, events=events, seed=9)
+    export = load_export(exp, search="kernel", workers=2)
+    codec = export["jets"]
+    x, _, _ = export.transform.encode_objects(events, "jets")
+    x = np.concatenate([x, np.random.default_rng(4).normal(0, 2, (300, x.shape[1])).astype(np.float32)])
+    fast = codec.encode(x)
+    np.testing.assert_array_equal(fast, codec.reference_encode(x))
+    assert len(np.unique(fast[:, 0])) > 50
+    assert codec.last_rechecked == 0
+    # "auto" takes the kernel path on CPU and gives the same codes
+    codec.search = "auto"
+    np.testing.assert_array_equal(codec.encode(x), fast)
+    assert all(level._kernel is not None for level in codec._levels)
