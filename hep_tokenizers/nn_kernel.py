@@ -14,7 +14,7 @@ off: no reassociation or FMA contraction changes a sum (the tests compare with t
 
 **Index (per level, built once).** The codes in *index space* (euclidean: the codes as float64;
 cosine: the unit codes) are grouped into ``M`` cells by a deterministic k-means
-(:func:`nn_search.kmeans`); every code goes to its nearest centroid ``mu_c``. Per cell: its
+(:func:`kmeans`); every code goes to its nearest centroid ``mu_c``. Per cell: its
 codes in ascending index order, stored dimension-major and padded to a multiple of 8 (so the
 loops over codes vectorise), its radius ``rho_c = max ||P_k - mu_c||``, and for every other
 centroid ``a`` the hyperplane offset ``T[a, c] = max_{k in c} h_ca(P_k)``, where
@@ -46,11 +46,19 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .nn_search import default_n_cells, kmeans
 
 _EARLY = 3  # euclidean: after this dimension, leave a cell whose partial sums all exceed the best
 _SLACK = 1e-9  # relative slack of every pruning comparison (true float64 errors ~1e-15)
 _PAD = 1 << 62  # code index of padding lanes (never wins a tie)
+
+
+def default_n_cells(n_codes: int) -> int:
+    """Cells for a codebook of ``n_codes`` rows: about ``2 sqrt(K)`` (256 for 16384), at most ``K/16``.
+
+    Measured on 4 x 16384 x 8 codebooks: 256 cells beat 128 and 512 on both Gaussian and trained
+    codebooks (fewer centroid distances per row; the cells scanned hardly change).
+    """
+    return int(max(1, min(n_codes // 16, round(2 * math.sqrt(n_codes)))))
 
 
 @numba.njit(cache=True)
@@ -76,6 +84,41 @@ def _assign_nb(pts: np.ndarray, mu: np.ndarray) -> np.ndarray:  # pragma: no cov
                 b = c
         out[k] = b
     return out
+
+
+@numba.njit(cache=True)
+def _lloyd(pts: np.ndarray, mu: np.ndarray, iters: int) -> np.ndarray:  # pragma: no cover - compiled
+    """``iters`` Lloyd steps from centroids ``mu`` (an emptied cell keeps its centroid)."""
+    K, d = pts.shape
+    M = mu.shape[0]
+    mu = mu.copy()
+    for _ in range(iters):
+        assign = _assign_nb(pts, mu)
+        sums = np.zeros((M, d))
+        counts = np.zeros(M, dtype=np.int64)
+        for k in range(K):
+            c = assign[k]
+            counts[c] += 1
+            for j in range(d):
+                sums[c, j] += pts[k, j]
+        for c in range(M):
+            if counts[c] > 0:
+                for j in range(d):
+                    mu[c, j] = sums[c, j] / counts[c]
+    return mu
+
+
+def kmeans(points: np.ndarray, n_cells: int, iters: int = 4, seed: int = 0) -> np.ndarray:
+    """Deterministic k-means centroids ``(<= n_cells, d)`` (float64), seeded from distinct points.
+
+    The cells only steer the pruning: the search is exact for any centroids.
+    """
+    x = np.ascontiguousarray(points, dtype=np.float64)
+    uniq = np.unique(x, axis=0)
+    m = max(1, min(n_cells, len(uniq)))
+    rng = np.random.default_rng(seed)
+    mu = np.ascontiguousarray(uniq[np.sort(rng.choice(len(uniq), m, replace=False))])
+    return _lloyd(x, mu, iters)
 
 
 @numba.njit(cache=True)
@@ -347,7 +390,7 @@ class KernelIndex:
     """
 
     def __init__(self, codebook32: np.ndarray, ref_codes64: np.ndarray, distance: str,
-                 n_cells: int | None = None, seed: int = 0, kmeans_iters: int = 10):
+                 n_cells: int | None = None, seed: int = 0, kmeans_iters: int = 4):
         if distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance {distance!r} must be 'euclidean' or 'cosine'")
         self.distance = distance
@@ -381,4 +424,4 @@ class KernelIndex:
         return codes
 
 
-__all__ = ["KernelIndex"]
+__all__ = ["KernelIndex", "default_n_cells", "kmeans"]

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from hep_tokenizers.codebook import _LevelSearch, load_export
-from hep_tokenizers.nn_kernel import KernelIndex
-from hep_tokenizers.nn_search import default_n_cells
+from hep_tokenizers.nn_kernel import KernelIndex, default_n_cells
 from tests.export_fixtures import make_random_export
 from tests.synthetic import make_events
 
