@@ -358,7 +358,9 @@ def _build_level(codebook32: np.ndarray, ref_codes64: np.ndarray, n_cells: int |
     orig[pos] = order
     lane_pts = np.zeros((len(orig), d))
     lane_pts[pos] = pts[order]
-    cells = np.empty(len(orig) * d)
+    # euclidean index points are float32 values: stored as float32 (half the memory), widened exactly
+    f32 = bool(np.array_equal(pts.astype(np.float32).astype(np.float64), pts))
+    cells = np.empty(len(orig) * d, dtype=np.float32 if f32 else np.float64)
     for c in range(M):  # dimension-major inside each cell
         l0, l1 = int(cellptr[c]), int(cellptr[c + 1])
         cells[l0 * d : l1 * d] = lane_pts[l0:l1].T.reshape(-1)
