@@ -48,6 +48,8 @@ import numpy as np
 
 
 _EARLY = 3  # euclidean: after this dimension, leave a cell whose partial sums all exceed the best
+_E32 = 2.0**-20  # relative error bound of an 8-term float32 sum of squares (>= (d + 2) 2^-24 for d <= 14)
+_TINY32 = 1e-36  # absolute error bound from float32 underflow
 _SLACK = 1e-9  # relative slack of every pruning comparison (true float64 errors ~1e-15)
 _PAD = 1 << 62  # code index of padding lanes (never wins a tie)
 
@@ -238,6 +240,51 @@ def _scan(r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray,
     return best, bestk
 
 
+@numba.njit(cache=True)
+def _scan32(r: np.ndarray, r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray, l0: int,
+            n_pad: int, buf32: np.ndarray, buf: np.ndarray, best: float, bestk: int) -> tuple[float, int]:  # pragma: no cover
+    """Euclidean :func:`_scan` of float32 cells, first in float32 (twice the lanes per vector).
+
+    ``r`` and the cells hold float32 values exactly, so each float32 sum is within a relative
+    ``_E32`` of the reference float64 sum (8 sequential roundings of non-negative terms at most
+    ``(d + 2) u``). Only lanes whose float32 lower bound can reach ``min(best, cell minimum)``
+    get the exact float64 sum; a cell whose float32 minimum lies above ``best`` by more than
+    the error is left at once. Overflow to inf falls back to the float64 scan.
+    """
+    d = r64.shape[0]
+    o0 = l0 * d
+    v = buf32[:n_pad]
+    p = pad[l0 : l0 + n_pad]
+    for s in range(n_pad):
+        v[s] = p[s]
+    for j in range(d):
+        rj = r[j]
+        row = cells[o0 + j * n_pad : o0 + (j + 1) * n_pad]
+        for s in range(row.shape[0]):
+            t = rj - row[s]
+            v[s] += t * t
+    m = v[0]
+    for s in range(1, n_pad):
+        m = min(m, v[s])
+    if m == np.inf:  # overflow (or only padding): decide in float64
+        return _scan(r64, cells, pad, orig, l0, n_pad, False, buf, best, bestk)
+    lim = min(best, np.float64(m) * (1.0 + _E32) + _TINY32)  # no exact value can lie above this and matter
+    if np.float64(m) * (1.0 - _E32) - _TINY32 > lim:
+        return best, bestk
+    for s in range(n_pad):
+        if np.float64(v[s]) * (1.0 - _E32) - _TINY32 <= lim:
+            acc = 0.0
+            for j in range(d):
+                t = r64[j] - np.float64(cells[o0 + j * n_pad + s])
+                acc += t * t
+            if acc <= best:
+                k = orig[l0 + s]
+                if acc < best or k < bestk:
+                    best = acc
+                    bestk = k
+    return best, bestk
+
+
 @numba.njit(parallel=True, cache=True)
 def _search_level(
     r32: np.ndarray,  # (n, d) float32 residuals, updated in place (r - C[code])
@@ -255,6 +302,7 @@ def _search_level(
     den2T: np.ndarray,  # (M, M): 2 ||mu_a - mu_c|| T[a, c] (inflated; +inf: never prune)
     scale: float,  # max centroid norm + max radius
     maxcell: int,  # most lanes in a cell
+    approx32: bool,  # euclidean float32 cells: float32 first pass (_scan32)
     n_chunks: int,
 ) -> None:  # pragma: no cover - compiled
     n, d = r32.shape
@@ -264,6 +312,7 @@ def _search_level(
         dc = np.empty(M)
         keep = np.empty(M, dtype=np.uint8)
         buf = np.empty(maxcell)
+        buf32 = np.empty(maxcell, dtype=np.float32)
         x = np.empty(d)
         r64 = np.empty(d)
         for i in range(t * step, min(n, (t + 1) * step)):
@@ -282,7 +331,10 @@ def _search_level(
             abs_slack = _SLACK * (xn + scale) * (xn + scale) + 1e-300
             sq_slack = math.sqrt(abs_slack)
             a = _centroid_dists(x, muT, dc)
-            best, bestk = _scan(r64, cells, pad, orig, cellptr[a], cellptr[a + 1] - cellptr[a], cosine, buf, np.inf, _PAD)
+            if approx32:
+                best, bestk = _scan32(r, r64, cells, pad, orig, cellptr[a], cellptr[a + 1] - cellptr[a], buf32, buf, np.inf, _PAD)
+            else:
+                best, bestk = _scan(r64, cells, pad, orig, cellptr[a], cellptr[a + 1] - cellptr[a], cosine, buf, np.inf, _PAD)
             u = 2.0 + 2.0 * best / rn if cosine else best
             R = math.sqrt(max(u, 0.0)) * (1.0 + _SLACK) + sq_slack
             # every cell's two lower bounds against R, branch-free (vectorised)
@@ -307,7 +359,10 @@ def _search_level(
                     continue
                 scanned += 1
                 b_old = best
-                best, bestk = _scan(r64, cells, pad, orig, cellptr[c], cellptr[c + 1] - cellptr[c], cosine, buf, best, bestk)
+                if approx32:
+                    best, bestk = _scan32(r, r64, cells, pad, orig, cellptr[c], cellptr[c + 1] - cellptr[c], buf32, buf, best, bestk)
+                else:
+                    best, bestk = _scan(r64, cells, pad, orig, cellptr[c], cellptr[c + 1] - cellptr[c], cosine, buf, best, bestk)
                 if best < b_old:
                     u = 2.0 + 2.0 * best / rn if cosine else best
                     R = math.sqrt(max(u, 0.0)) * (1.0 + _SLACK) + sq_slack
@@ -368,7 +423,9 @@ def _build_level(codebook32: np.ndarray, ref_codes64: np.ndarray, n_cells: int |
         dT = den2 * T
     ok = (den2 > 0) & np.isfinite(dT)
     den2T = np.where(ok, dT + _SLACK * np.abs(np.where(ok, dT, 0.0)), np.inf)  # +inf: never prunes
-    up = lambda v: np.nextafter(v.astype(np.float32), np.float32(np.inf))  # noqa: E731  float32, rounded up
+    def up(v: np.ndarray) -> np.ndarray:  # float32 rounded up (overflow: +inf never prunes, -inf -> -max)
+        with np.errstate(over="ignore"):
+            return np.nextafter(v.astype(np.float32), np.float32(np.inf))
     return _Level(
         cells=cells,
         pad=np.where(orig == _PAD, np.inf, 0.0),
@@ -419,7 +476,8 @@ class KernelIndex:
         numba.set_num_threads(threads)
         try:
             _search_level(r32, codes, stats, cosine, lv.cells, lv.pad, lv.orig, lv.c32, lv.muT, lv.cellptr,
-                          lv.rho, lv.den2, lv.den2T, lv.scale, lv.maxcell, chunks)
+                          lv.rho, lv.den2, lv.den2T, lv.scale, lv.maxcell,
+                          lv.cells.dtype == np.float32 and not cosine and self.d <= 14, chunks)
         finally:
             numba.set_num_threads(old)
         self.last_cells_scanned = float(stats.mean())

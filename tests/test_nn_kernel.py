@@ -57,7 +57,8 @@ def test_clustered_data_other_dims_and_scales(distance):
         cb = (centres[rng.integers(0, 12, 4096)] + rng.normal(0, 0.3, (4096, d))).astype(np.float32)
         r = (centres[rng.integers(0, 12, 2000)] + rng.normal(0, 0.5, (2000, d))).astype(np.float32)
         r[:50] = rng.normal(0, 40, (50, d))  # far outliers
-        for scale in (1.0, 1e-3, 1e3):
+        # 1e-19 / 1e19: float32 squares underflow / overflow in the euclidean float32 first pass
+        for scale in (1.0, 1e-3, 1e3, 1e-19, 1e19):
             _check(cb * np.float32(scale), r * np.float32(scale), distance, n_cells=64)
 
 
