@@ -73,18 +73,33 @@ def _sq(x: np.ndarray, y: np.ndarray) -> float:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _centroid_dists(x: np.ndarray, muT: np.ndarray, dc: np.ndarray) -> int:  # pragma: no cover
+    """Squared distances of ``x`` to every centroid into ``dc``; returns the nearest (first minimum)."""
+    for c in range(dc.shape[0]):
+        dc[c] = 0.0
+    for j in range(muT.shape[0]):
+        xj = x[j]
+        row = muT[j]
+        for c in range(row.shape[0]):  # a loop over a 1-D view: numba vectorises it
+            t = xj - row[c]
+            dc[c] += t * t
+    a = 0
+    b = dc[0]
+    for c in range(1, dc.shape[0]):
+        if dc[c] < b:
+            b = dc[c]
+            a = c
+    return a
+
+
+@numba.njit(cache=True)
 def _assign_nb(pts: np.ndarray, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Nearest centroid (first minimum) of every point, float64 by differences."""
+    muT = np.ascontiguousarray(mu.T)
+    dc = np.empty(mu.shape[0])
     out = np.empty(pts.shape[0], dtype=np.int64)
     for k in range(pts.shape[0]):
-        best = np.inf
-        b = 0
-        for c in range(mu.shape[0]):
-            v = _sq(pts[k], mu[c])
-            if v < best:
-                best = v
-                b = c
-        out[k] = b
+        out[k] = _centroid_dists(pts[k], muT, dc)
     return out
 
 
@@ -116,10 +131,16 @@ def kmeans(points: np.ndarray, n_cells: int, iters: int = 4, seed: int = 0) -> n
     The cells only steer the pruning: the search is exact for any centroids.
     """
     x = np.ascontiguousarray(points, dtype=np.float64)
-    uniq = np.unique(x, axis=0)
-    m = max(1, min(n_cells, len(uniq)))
-    rng = np.random.default_rng(seed)
-    mu = np.ascontiguousarray(uniq[np.sort(rng.choice(len(uniq), m, replace=False))])
+    seen: set[bytes] = set()
+    first: list[int] = []
+    for i in np.random.default_rng(seed).permutation(len(x)):  # distinct points in a seeded order
+        key = x[i].tobytes()
+        if key not in seen:
+            seen.add(key)
+            first.append(int(i))
+            if len(first) == n_cells:
+                break
+    mu = np.ascontiguousarray(x[np.sort(np.asarray(first, dtype=np.int64))])
     return _lloyd(x, mu, iters)
 
 
@@ -136,10 +157,10 @@ def _build_bounds(pts: np.ndarray, mu: np.ndarray, assign: np.ndarray) -> tuple[
     rho = np.zeros(M)
     T = np.full((M, M), -np.inf)
     dk = np.empty(M)
+    muT = np.ascontiguousarray(mu.T)
     for k in range(K):
         c = assign[k]
-        for a in range(M):
-            dk[a] = _sq(pts[k], mu[a])
+        _centroid_dists(pts[k], muT, dk)
         r = math.sqrt(dk[c]) * (1.0 + _SLACK)
         if r > rho[c]:
             rho[c] = r
@@ -165,26 +186,6 @@ def _query(r: np.ndarray, cosine: bool, x: np.ndarray, r64: np.ndarray) -> float
     for j in range(d):
         x[j] = r64[j] / rn if (cosine and rn > 0.0) else r64[j]
     return rn
-
-
-@numba.njit(cache=True)
-def _centroid_dists(x: np.ndarray, muT: np.ndarray, dc: np.ndarray) -> int:  # pragma: no cover
-    """Squared distances of ``x`` to every centroid into ``dc``; returns the nearest (first minimum)."""
-    for c in range(dc.shape[0]):
-        dc[c] = 0.0
-    for j in range(muT.shape[0]):
-        xj = x[j]
-        row = muT[j]
-        for c in range(row.shape[0]):  # a loop over a 1-D view: numba vectorises it
-            t = xj - row[c]
-            dc[c] += t * t
-    a = 0
-    b = dc[0]
-    for c in range(1, dc.shape[0]):
-        if dc[c] < b:
-            b = dc[c]
-            a = c
-    return a
 
 
 @numba.njit(cache=True)
