@@ -44,20 +44,33 @@ MATRICES: dict[str, dict[str, Any]] = {
 }
 
 
-def variant_config(base: TokenizerConfig, name: str, max_steps: int | None) -> TokenizerConfig:
-    """``base`` with the overrides of variant ``name`` (and the common step count)."""
+def variant_config(base: TokenizerConfig, name: str, max_steps: int | None, overrides: dict[str, Any] | None = None) -> TokenizerConfig:
+    """``base`` with the common ``overrides`` (``--set``), the common step count, then variant ``name``.
+
+    The variant's own overrides win (``plain`` stays without warm-up or reset whatever ``--set``
+    says); with ``max_steps``, evaluation every ``max_steps // 4`` and one save at the end unless
+    ``overrides`` set ``train.eval_steps`` / ``train.save_steps``.
+    """
     if name not in VARIANTS:
         raise KeyError(f"unknown study variant {name!r}; known: {sorted(VARIANTS)}")
-    over = dict(VARIANTS[name])
+    overrides = dict(overrides or {})
+    if overrides:
+        base_name = base.name
+        base = base.with_overrides(overrides)
+        base.name = base_name
+    over: dict[str, Any] = {}
+    if max_steps is not None:
+        over["train.max_steps"] = max_steps
+        if "train.eval_steps" not in overrides:
+            over["train.eval_steps"] = max(1, max_steps // 4)
+        if "train.save_steps" not in overrides:
+            over["train.save_steps"] = max_steps
+        if base.quantizer.warmup_steps >= max_steps:
+            over["quantizer.warmup_steps"] = max_steps // 5
+    over.update(VARIANTS[name])
     if over.get("quantizer.codebook_sizes") == "SMALL_Q0":
         sizes = base.quantizer.sizes()
         over["quantizer.codebook_sizes"] = [max(2, sizes[0] // 16)] + sizes[1:]
-    if max_steps is not None:
-        over["train.max_steps"] = max_steps
-        over["train.eval_steps"] = max(1, max_steps // 4)
-        over["train.save_steps"] = max_steps
-    if max_steps is not None and base.quantizer.warmup_steps >= max_steps:
-        over.setdefault("quantizer.warmup_steps", max_steps // 5)
     cfg = base.with_overrides(over)
     cfg.name = f"{base.name}/{name}"
     return cfg
@@ -105,7 +118,22 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_study(events, out_dir: str | Path, base: TokenizerConfig, variants: list[str], max_steps: int | None, progress: bool = True, data_info: dict | None = None) -> list[dict[str, Any]]:
+def _write_study(out_dir: Path, base_name: str, max_steps: int | None, data_info: dict | None, results: list[dict[str, Any]], overrides: dict[str, Any] | None = None) -> None:
+    meta = {"base": base_name, "max_steps": max_steps, "overrides": overrides or {}, "data": data_info, "results": results}
+    (out_dir / "study.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (out_dir / "study.md").write_text(f"# Tokenizer study ({base_name}, {max_steps} steps)\n\n" + markdown_table(results))
+
+
+def run_study(
+    events,
+    out_dir: str | Path,
+    base: TokenizerConfig,
+    variants: list[str],
+    max_steps: int | None,
+    progress: bool = True,
+    data_info: dict | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Train every variant on ``events`` into ``out_dir/<variant>``; write study.json/study.md."""
     from .training import train_tokenizer
 
@@ -113,12 +141,39 @@ def run_study(events, out_dir: str | Path, base: TokenizerConfig, variants: list
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name in variants:
-        cfg = variant_config(base, name, max_steps)
+        cfg = variant_config(base, name, max_steps, overrides)
         print(f"[study] {name}", file=sys.stderr)
         s = train_tokenizer(cfg, events, out_dir / name, resume=True, progress=progress, data_info=data_info)
         results.append(summarise(name, s))
-        (out_dir / "study.json").write_text(json.dumps({"base": base.name, "max_steps": max_steps, "data": data_info, "results": results}, indent=1) + "\n")
-        (out_dir / "study.md").write_text(f"# Tokenizer study ({base.name}, {max_steps} steps)\n\n" + markdown_table(results))
+        _write_study(out_dir, base.name, max_steps, data_info, results, overrides)
+    return results
+
+
+def merge_studies(dirs: list[str | Path], out_dir: str | Path, order: list[str] | None = None) -> list[dict[str, Any]]:
+    """Combine the ``study.json`` of runs split over several processes into one table in ``out_dir``.
+
+    The parts must share base config, steps, ``--set`` overrides and data; a variant in two
+    parts is an error. Rows follow ``order`` (e.g. the matrix's variant order) where given.
+    """
+    parts = [json.loads((Path(d) / "study.json").read_text()) for d in dirs]
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+    for d, p in zip(dirs, parts):
+        for key in ("base", "max_steps", "overrides", "data"):
+            if p.get(key) != first.get(key):
+                raise ValueError(f"cannot merge {d}: {key} {p.get(key)!r} differs from {first.get(key)!r} ({dirs[0]})")
+    results = [r for p in parts for r in p["results"]]
+    names = [r["variant"] for r in results]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"variant(s) {dup} appear in more than one part")
+    if order:
+        rank = {n: i for i, n in enumerate(order)}
+        results.sort(key=lambda r: rank.get(r["variant"], len(rank)))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_study(out_dir, first["base"], first["max_steps"], first["data"], results, first.get("overrides"))
     return results
 
 
@@ -133,9 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_steps", type=int)
     p.add_argument("--max_events", type=int)
     p.add_argument("--synthetic", type=int, metavar="N", help="use N synthetic events (development only)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for every variant's base config, e.g. train.per_device_train_batch_size=256 (YAML value; the variant's own settings win)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="combine the study.json of these study dirs into --out (no training)")
     p.add_argument("--no_progress", action="store_true")
     args = p.parse_args(argv)
     matrix = MATRICES[args.matrix]
+    if args.merge:
+        results = merge_studies(args.merge, args.out, order=list(VARIANTS))
+        print(markdown_table(results))
+        return 0
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        if "=" not in item:
+            p.error(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
     base = load_config(args.config or matrix["config"])
     variants = args.variants.split(",") if args.variants else matrix["variants"]
     for v in variants:
@@ -150,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
         events, files = load_events(args.files + args.files_opt, args.max_events)
         info = {"files": files, "events": int(len(events))}
-    results = run_study(events, args.out, base, variants, args.max_steps, progress=not args.no_progress, data_info=info)
+    results = run_study(events, args.out, base, variants, args.max_steps, progress=not args.no_progress, data_info=info, overrides=overrides)
     print(markdown_table(results))
     return 0
 

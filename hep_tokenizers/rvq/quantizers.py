@@ -10,11 +10,13 @@
 
 Both expose ``project_in`` / ``project_out`` (``nn.Linear`` or ``None``), ``codebook(l)`` (the
 materialised ``(K_l, d)`` table), ``set_codes(l, idx, vectors)`` and ``encode(z)`` (the exact
-reference lookup of ``docs/internals.md`` section 3, float64, ties -> lowest index).
+reference lookup of ``docs/internals.md`` section 3, float64, ties -> lowest index; the same
+search as the exported tokenizer, ``hep_tokenizers.codebook``).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,36 +38,20 @@ def reference_lookup(r: torch.Tensor, codebook: torch.Tensor, distance: str) -> 
     return torch.argmax(score, dim=1)  # argmax returns the first maximum
 
 
-def _chunked_lookup(r: torch.Tensor, codebook: torch.Tensor, distance: str, chunk: int = 8192) -> torch.Tensor:
-    """Exact nearest code per row (the reference semantics), fast.
+def _exact_lookup(r: torch.Tensor, codebook: torch.Tensor, distance: str) -> torch.Tensor:
+    """Exact nearest code per row of the float32 residuals ``r`` (the export's semantics).
 
-    Candidates come from a float64 matrix product; the best few are re-scored with direct
-    differences in float64 and the lowest index wins among exact ties.
+    The project's fast exact search (:class:`hep_tokenizers.codebook._LevelSearch`, blocked
+    float32 GEMM + certified float64 re-check of near-ties): float64 in-order distances (cosine:
+    float64 unit-normalised codes, max score), ties -> lowest index, i.e. exactly what the
+    exported tokenizer computes. Built per call: codebooks change every training step.
     """
-    out = torch.empty(len(r), dtype=torch.long)
-    c64 = codebook.double()
-    k = min(8, len(c64))
-    if distance == "euclidean":
-        c2 = (c64**2).sum(1)
-    else:
-        cn = F.normalize(c64, dim=-1)
-    for s in range(0, len(r), chunk):
-        rr = r[s : s + chunk].double()
-        if distance == "euclidean":
-            approx = c2[None, :] - 2.0 * rr @ c64.T
-            cand = torch.topk(approx, k, dim=1, largest=False).indices
-            exact = ((rr[:, None, :] - c64[cand]) ** 2).sum(-1)
-            best = exact.min(1, keepdim=True).values
-        else:
-            approx = rr @ cn.T
-            cand = torch.topk(approx, k, dim=1).indices
-            exact = (rr[:, None, :] * cn[cand]).sum(-1)
-            exact = -exact
-            best = exact.min(1, keepdim=True).values
-        # lowest code index among the exact minima
-        masked = torch.where(exact == best, cand, torch.full_like(cand, len(c64)))
-        out[s : s + chunk] = masked.min(1).values
-    return out
+    from ..codebook import _LevelSearch
+
+    r32 = np.ascontiguousarray(r.detach().cpu().numpy(), dtype=np.float32)
+    search = _LevelSearch(codebook.detach().cpu().numpy(), distance)
+    codes, _ = search.gemm(r32, torch.device("cpu"), 32, max(1, torch.get_num_threads()))
+    return torch.from_numpy(codes)
 
 
 class QuantizerBase(nn.Module):
@@ -103,7 +89,7 @@ class QuantizerBase(nn.Module):
         for level in range(self.n_levels):
             c = self.codebook(level).detach().float()
             residuals.append(r.clone())
-            idx = _chunked_lookup(r, c, self.cfg.distance)
+            idx = _exact_lookup(r, c, self.cfg.distance)
             codes.append(idx)
             r = r - c[idx]
         return torch.stack(codes, dim=1), residuals
