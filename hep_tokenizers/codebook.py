@@ -78,6 +78,7 @@ _ACTIVATIONS = {
 }
 _NUMPY_REDUCE_ON_CPU = True  # False runs the device (GPU) reductions on CPU: for tests
 _U32 = 2.0**-24  # unit roundoff of float32
+_MIN_ROWS_PARALLEL_MLP = 8192  # rows below which one thread runs the encoder MLP (thread start-up costs more)
 _KD_REL_TOL = 1e-9  # relative margin for the float64 kd-tree path (true error ~1e-15)
 
 
@@ -503,8 +504,23 @@ class ObjectCodec:
         # on CPU, one torch thread: the search runs its own row-parallel threads (see _torch_threads)
         with _torch_threads(1 if self.device.type == "cpu" else None):
             for lo in range(0, n, self.batch_size):
-                out[lo : lo + self.batch_size] = self._quantize(self.latent(inputs[lo : lo + self.batch_size]), False)
+                out[lo : lo + self.batch_size] = self._quantize(self._latent_parallel(inputs[lo : lo + self.batch_size]), False)
         return out
+
+    def _latent_parallel(self, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
+        """:meth:`latent` with the rows split over ``workers`` Python threads on CPU (one torch
+        thread each; torch releases the GIL). Each row's values do not depend on the split: the
+        same independence of the batch layout that the batch-size tests check."""
+        threads = self._threads()
+        n = len(inputs)
+        if self.device.type != "cpu" or threads < 2 or n < _MIN_ROWS_PARALLEL_MLP:
+            return self.latent(inputs)
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        step = -(-n // threads)
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda t: self.latent(inputs[t * step : (t + 1) * step]), range(threads)))
+        return np.concatenate(parts)
 
     def reference_encode(self, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
         """The plain semantics of the doc: full float64 search over every code (slow)."""

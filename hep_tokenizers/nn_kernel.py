@@ -28,14 +28,17 @@ value so far gives a radius ``R`` that any better (or tying) code must lie withi
 two lower bounds on ``||x - P_k||`` for all its codes exceeds ``R``: the triangle bound
 ``||x - mu_c|| - rho_c`` or the hyperplane bound ``h_ca(x) - T[a, c]`` (``h_ca`` is
 1-Lipschitz); both are evaluated for every cell in one branch-free pass, then again with the
-shrinking ``R`` before each scan. Euclidean scans also leave a cell after ``_EARLY + 1``
-dimensions when every partial sum already exceeds the best (sums of squares only grow). Every
+shrinking ``R`` before each scan. Euclidean cells are stored as float32 (the codes are float32
+values, so nothing is lost) and scanned first in float32, twice the lanes per vector: a
+float32 sum of squares is within a relative ``_E32`` of the float64 one, so only lanes whose
+float32 value could reach the best get the exact float64 sum (:func:`_scan32`). Every
 comparison carries a relative slack of ``1e-9`` plus an absolute one at the scale of the level
 (float64 errors are ~1e-15), and the stored radii and offsets are inflated likewise and rounded
 up, so a skipped cell can hold neither a better code nor a tie.
 
-Measured (``benchmarks/tokenize_throughput.py``; ``docs/internals.md``): about 20-25 cells of
-~32 codes are scanned per level for Gaussian codebooks in 8 dimensions, 2-15 for trained ones.
+Measured (``benchmarks/tokenize_throughput.py``, ``docs/encode.md``): with 256 cells of ~64
+codes, about 20 cells are scanned per level for Gaussian 16384 x 8 codebooks and 2-17 for a
+trained tokenizer on real objects (fewer at the first level, more at the last).
 """
 
 from __future__ import annotations

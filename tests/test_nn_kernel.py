@@ -123,3 +123,19 @@ def test_codec_kernel_all_levels_equals_reference(tmp_path, distance):
     codec.search = "auto"
     np.testing.assert_array_equal(codec.encode(x), fast)
     assert all(level._kernel is not None for level in codec._levels)
+
+
+def test_codec_two_workers_equal_one_on_a_large_batch(tmp_path):
+    """Above _MIN_ROWS_PARALLEL_MLP rows the encoder MLP is split over threads: same latents, same codes."""
+    from hep_tokenizers.codebook import _MIN_ROWS_PARALLEL_MLP
+
+    events = make_events(600, seed=5)
+    exp = make_random_export(tmp_path, codebook_sizes=(4096, 1024, 256, 64), events=events, seed=2)
+    codec = load_export(exp, workers=1)["jets"]
+    x, _, _ = load_export(exp).transform.encode_objects(events, "jets")
+    reps = -(-(_MIN_ROWS_PARALLEL_MLP + 1000) // len(x))
+    x = np.concatenate([x] * reps) + np.random.default_rng(0).normal(0, 0.05, (len(x) * reps, x.shape[1])).astype(np.float32)
+    serial_z, serial = codec.latent(x), codec.encode(x)
+    codec.workers = 2
+    np.testing.assert_array_equal(codec._latent_parallel(x), serial_z)
+    np.testing.assert_array_equal(codec.encode(x), serial)
