@@ -37,8 +37,8 @@ all codes that could be within that margin. ``search=``:
 * ``"kernel"`` (CPU; the ``"auto"`` choice there): a compiled (numba) pruned cell scan,
   :mod:`hep_tokenizers.nn_kernel`, that evaluates the reference formula itself for every code
   it looks at, so it needs no re-check; rows are split over ``workers`` numba threads. The
-  fastest path: on the benchmark's 4 x 16384 x 8 codebooks about 50k objects per CPU-second
-  for Gaussian codebooks and 100k for a trained tokenizer on real objects.
+  fastest path: for 4 x 16384 x 8 codebooks about 60k (Gaussian codebooks) to 120k (a trained
+  tokenizer on real objects) searches of all four levels per CPU-second (``docs/encode.md``).
 * ``"ivf"`` (CPU): exact inverted-file search with certified pruning in torch/numpy,
   :mod:`hep_tokenizers.nn_search`; near-ties go to ``gemm``. Kept as a numba-free reference
   implementation of the same bounds.
