@@ -12,12 +12,16 @@ embedded sample, or of the synthetic events when the sample is absent) for
 all from the same encoder inputs (the encoder MLP is included in every column), on jets of
 a random export with 4 levels x 16384 codes, dimension 8 (``--dim 16`` for the optional size)
 whose codebooks are Gaussian with each level's residual mean and width (no structure: the
-hardest case for pruning), or with ``--tokenizer DIR`` on a trained tokenizer (an
-``EventTokenizer`` or ``train-tokenizer`` output folder) and the embedded sample's real jets.
+hardest case for pruning); with ``--codebooks kmeans`` the same random encoder but codebooks
+fitted level by level by k-means to the residuals of the embedded sample's real jets (what the
+training's k-means initialisation produces; inputs are then those jets); or with
+``--tokenizer DIR`` a trained tokenizer (an ``EventTokenizer`` or ``train-tokenizer`` output
+folder) on the embedded sample's real jets.
 It also prints how many codes each baseline shares with the exact encode, and the process
 CPU time per object (all threads), which stays comparable when the machine is shared.
 
-Run: ``python benchmarks/tokenize_throughput.py [--objects 16384] [--dim 8] [--threads 2] [--tokenizer DIR]``
+Run: ``python benchmarks/tokenize_throughput.py [--objects 16384] [--dim 8] [--threads 2]
+[--codebooks gaussian|kmeans | --tokenizer DIR] [--skip-slow]``
 """
 
 from __future__ import annotations
@@ -125,6 +129,35 @@ def brute_force(codec: ObjectCodec, x: np.ndarray, chunk: int = 1024) -> np.ndar
     return codes.numpy()
 
 
+def fit_kmeans_codebooks(export_dir: str, events, type_name: str, levels: int, iters: int = 5) -> None:
+    """Replace ``type_name``'s codebooks in the export by residual k-means on its real objects.
+
+    Level by level, as the training's k-means initialisation does: k-means on the residuals,
+    then the residuals minus their nearest centre (the exact search of the export).
+    """
+    from safetensors.numpy import load_file
+
+    from hep_tokenizers.codebook import _LevelSearch
+    from hep_tokenizers.rvq.repair import kmeans
+    from tests.export_fixtures import TENSORS_NAME, rewrite_tensors
+
+    export = load_export(export_dir)
+    codec = export[type_name]
+    x, _, _ = export.transform.encode_objects(events, type_name)
+    r = codec.latent(x)
+    tensors = load_file(str(Path(export_dir) / TENSORS_NAME))
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    for lvl in range(levels):
+        k = codec.codebook_sizes[lvl]
+        cb = kmeans(torch.from_numpy(r), k, iters, gen).numpy().astype(np.float32)
+        tensors[f"{type_name}.codebook.{lvl}"] = cb
+        idx, _ = _LevelSearch(cb, codec.distance).gemm(r, torch.device("cpu"), 32, 2)
+        r = r - cb[idx]
+    rewrite_tensors(export_dir, tensors)
+    print(f"  (k-means codebooks for {levels} levels on {len(x)} {type_name}: {time.perf_counter() - t0:.0f} s)")
+
+
 def end_to_end_tokenize(codes: int, levels: int, dim: int, tokenizer: str | None = None) -> tuple[str, float] | None:
     """End-to-end ``hep-tok tokenize`` events/s on the embedded sample (a subprocess, timed).
 
@@ -170,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--tokenizer", help="a trained tokenizer folder (rvq_config.json + rvq.safetensors); "
                     "inputs are then the embedded sample's jets")
+    ap.add_argument("--codebooks", choices=["gaussian", "kmeans"], default="gaussian",
+                    help="random export's codebooks: Gaussian, or k-means on the embedded sample's jets")
     ap.add_argument("--skip-slow", action="store_true", help="skip the ivf and kdtree rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -182,6 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         export = load_export(args.tokenizer, workers=args.threads)
         events = read_events(sample_path())
         source = f"trained tokenizer {args.tokenizer}, real jets of the embedded sample"
+    elif args.codebooks == "kmeans":
+        from hep_tokenizers import read_events
+        from hep_tokenizers.data import sample_path
+
+        events = read_events(sample_path())
+        with tempfile.TemporaryDirectory() as tmp:
+            make_random_export(tmp, codebook_sizes=(args.codes,) * args.levels, codebook_dim=args.dim, events=events)
+            fit_kmeans_codebooks(tmp, events, "jets", args.levels)
+            export = load_export(tmp, workers=args.threads)
+        source = "random encoder, k-means codebooks on the sample's jets, real jets"
     else:
         with tempfile.TemporaryDirectory() as tmp:
             events = make_events(max(4000, args.objects // 3), seed=1)
