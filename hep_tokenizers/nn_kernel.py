@@ -57,6 +57,24 @@ _SLACK = 1e-9  # relative slack of every pruning comparison (true float64 errors
 _PAD = 1 << 62  # code index of padding lanes (never wins a tie)
 
 
+def _can_cache() -> bool:
+    """Whether numba finds a writable cache location (the package's ``__pycache__`` or the
+    user cache). A read-only install with a read-only home would otherwise fail at import:
+    compile in memory there instead (a few seconds per process)."""
+
+    def probe() -> int:  # pragma: no cover - never called
+        return 0
+
+    try:
+        numba.njit(cache=True)(probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+_CACHE = _can_cache()
+
+
 def default_n_cells(n_codes: int) -> int:
     """Cells for a codebook of ``n_codes`` rows: about ``2 sqrt(K)`` (256 for 16384), at most ``K/16``.
 
@@ -66,7 +84,7 @@ def default_n_cells(n_codes: int) -> int:
     return int(max(1, min(n_codes // 16, round(2 * math.sqrt(n_codes)))))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _sq(x: np.ndarray, y: np.ndarray) -> float:  # pragma: no cover - compiled
     acc = 0.0
     for i in range(x.shape[0]):
@@ -75,7 +93,7 @@ def _sq(x: np.ndarray, y: np.ndarray) -> float:  # pragma: no cover - compiled
     return acc
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _centroid_dists(x: np.ndarray, muT: np.ndarray, dc: np.ndarray) -> int:  # pragma: no cover
     """Squared distances of ``x`` to every centroid into ``dc``; returns the nearest (first minimum)."""
     for c in range(dc.shape[0]):
@@ -95,7 +113,7 @@ def _centroid_dists(x: np.ndarray, muT: np.ndarray, dc: np.ndarray) -> int:  # p
     return a
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _assign_nb(pts: np.ndarray, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Nearest centroid (first minimum) of every point, float64 by differences."""
     muT = np.ascontiguousarray(mu.T)
@@ -106,7 +124,7 @@ def _assign_nb(pts: np.ndarray, mu: np.ndarray) -> np.ndarray:  # pragma: no cov
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _lloyd(pts: np.ndarray, mu: np.ndarray, iters: int) -> np.ndarray:  # pragma: no cover - compiled
     """``iters`` Lloyd steps from centroids ``mu`` (an emptied cell keeps its centroid)."""
     K, d = pts.shape
@@ -147,7 +165,7 @@ def kmeans(points: np.ndarray, n_cells: int, iters: int = 4, seed: int = 0) -> n
     return _lloyd(x, mu, iters)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _build_bounds(pts: np.ndarray, mu: np.ndarray, assign: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
     """Per cell radius ``rho`` (M,), hyperplane offsets ``T`` (M, M) and ``den2 = 2||mu_a - mu_c||``,
     all inflated by ``_SLACK`` (relative) so that rounding can only make them larger."""
@@ -177,7 +195,7 @@ def _build_bounds(pts: np.ndarray, mu: np.ndarray, assign: np.ndarray) -> tuple[
     return rho, T, den2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _query(r: np.ndarray, cosine: bool, x: np.ndarray, r64: np.ndarray) -> float:  # pragma: no cover
     """Fill ``r64`` (float64 residual) and ``x`` (index-space query); return ``||r||`` (0: zero row)."""
     d = r.shape[0]
@@ -191,7 +209,7 @@ def _query(r: np.ndarray, cosine: bool, x: np.ndarray, r64: np.ndarray) -> float
     return rn
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _scan(r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray, l0: int, n_pad: int,
           cosine: bool, buf: np.ndarray, best: float, bestk: int) -> tuple[float, int]:  # pragma: no cover
     """Reference values of one cell's codes against ``r64``; the running best (value, code).
@@ -244,7 +262,7 @@ def _scan(r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray,
     return best, bestk
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _scan32(r: np.ndarray, r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray, l0: int,
             n_pad: int, buf32: np.ndarray, buf: np.ndarray, best: float, bestk: int) -> tuple[float, int]:  # pragma: no cover
     """Euclidean :func:`_scan` of float32 cells, first in float32 (twice the lanes per vector).
@@ -289,7 +307,7 @@ def _scan32(r: np.ndarray, r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, 
     return best, bestk
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=_CACHE)
 def _search_level(
     r32: np.ndarray,  # (n, d) float32 residuals, updated in place (r - C[code])
     codes: np.ndarray,  # (n,) int64 out

@@ -139,3 +139,15 @@ def test_codec_two_workers_equal_one_on_a_large_batch(tmp_path):
     codec.workers = 2
     np.testing.assert_array_equal(codec._latent_parallel(x), serial_z)
     np.testing.assert_array_equal(codec.encode(x), serial)
+
+
+def test_no_writable_numba_cache_is_detected(monkeypatch):
+    """A read-only install with a read-only home: numba finds no cache locator, and the module
+    then compiles in memory instead of failing at import."""
+    from numba.core import caching
+
+    import hep_tokenizers.nn_kernel as nk
+
+    assert nk._can_cache()  # this checkout is writable
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    assert not nk._can_cache()
