@@ -11,16 +11,17 @@ embedded sample, or of the synthetic events when the sample is absent) for
 
 all from the same encoder inputs (the encoder MLP is included in every column), on jets of
 a random export with 4 levels x 16384 codes, dimension 8 (``--dim 16`` for the optional size)
-whose codebooks are Gaussian with each level's residual mean and width (no structure: the
-hardest case for pruning); with ``--codebooks kmeans`` the same random encoder but codebooks
-fitted level by level by k-means to the residuals of the embedded sample's real jets (what the
-training's k-means initialisation produces; inputs are then those jets); or with
+whose codebooks are fitted level by level by k-means to the residuals of the embedded sample's
+real jets (the default, ``--codebooks kmeans``: what the training's k-means initialisation
+produces; inputs are those jets); with ``--codebooks gaussian`` Gaussian codebooks with each
+level's residual mean and width on synthetic jets (no structure: the worst case for the
+pruning); or with
 ``--tokenizer DIR`` a trained tokenizer (an ``EventTokenizer`` or ``train-tokenizer`` output
 folder) on the embedded sample's real jets.
 It also prints how many codes each baseline shares with the exact encode, and the process
 CPU time per object (all threads), which stays comparable when the machine is shared.
 
-Run: ``python benchmarks/tokenize_throughput.py [--objects 16384] [--dim 8] [--threads 2]
+Run: ``python benchmarks/tokenize_throughput.py [--objects 32768] [--dim 8] [--threads 2]
 [--codebooks gaussian|kmeans | --tokenizer DIR] [--skip-slow]``
 """
 
@@ -193,7 +194,7 @@ def end_to_end_tokenize(codes: int, levels: int, dim: int, tokenizer: str | None
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--objects", type=int, default=16384, help="objects for the project's encode")
+    ap.add_argument("--objects", type=int, default=32768, help="objects for the project's encode (about what one 10,000-event chunk of hep-tok tokenize holds)")
     ap.add_argument("--baseline-objects", type=int, default=2048, help="objects for the (slow) baselines")
     ap.add_argument("--vqpt-batches", type=int, nargs="+", default=[256, 2048], help="batch sizes tried for vqpt")
     ap.add_argument("--codes", type=int, default=16384)
@@ -203,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--tokenizer", help="a trained tokenizer folder (rvq_config.json + rvq.safetensors); "
                     "inputs are then the embedded sample's jets")
-    ap.add_argument("--codebooks", choices=["gaussian", "kmeans"], default="gaussian",
-                    help="random export's codebooks: Gaussian, or k-means on the embedded sample's jets")
+    ap.add_argument("--codebooks", choices=["gaussian", "kmeans"], default="kmeans",
+                    help="random export's codebooks: k-means on the embedded sample's jets (the default: "
+                    "what training's k-means init gives), or Gaussian (no structure: the worst case)")
     ap.add_argument("--skip-slow", action="store_true", help="skip the ivf and kdtree rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
