@@ -44,6 +44,7 @@ trained tokenizer on real objects (fewer at the first level, more at the last).
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 
 import numba
@@ -307,8 +308,7 @@ def _scan32(r: np.ndarray, r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, 
     return best, bestk
 
 
-@numba.njit(parallel=True, cache=_CACHE)
-def _search_level(
+def _search_level_py(
     r32: np.ndarray,  # (n, d) float32 residuals, updated in place (r - C[code])
     codes: np.ndarray,  # (n,) int64 out
     stats: np.ndarray,  # (n,) int64 out: cells scanned
@@ -392,6 +392,19 @@ def _search_level(
             stats[i] = scanned
             for j in range(d):
                 r[j] = r[j] - c32[bestk, j]
+
+
+def _named(f, name: str):  # noqa: ANN001, ANN202
+    """A copy of function ``f`` called ``name`` (numba's on-disk cache is keyed by the name)."""
+    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    g.__qualname__ = name
+    return g
+
+
+# one source, two compilations: rows split over numba's (OpenMP) threads, or one thread with no
+# threading layer at all (small batches, workers=1: also safe to fork afterwards)
+_search_level = numba.njit(parallel=True, cache=_CACHE)(_named(_search_level_py, "_search_level"))
+_search_level_serial = numba.njit(cache=_CACHE)(_named(_search_level_py, "_search_level_serial"))
 
 
 @dataclass
@@ -493,15 +506,17 @@ class KernelIndex:
         lv = self.level
         cosine = self.distance == "cosine"
         threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
-        chunks = 1 if threads == 1 or n < 1024 else threads * 4
-        old = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            _search_level(r32, codes, stats, cosine, lv.cells, lv.pad, lv.orig, lv.c32, lv.muT, lv.cellptr,
-                          lv.rho, lv.den2, lv.den2T, lv.scale, lv.maxcell,
-                          lv.cells.dtype == np.float32 and not cosine and self.d <= 14, chunks)
-        finally:
-            numba.set_num_threads(old)
+        args = (r32, codes, stats, cosine, lv.cells, lv.pad, lv.orig, lv.c32, lv.muT, lv.cellptr, lv.rho,
+                lv.den2, lv.den2T, lv.scale, lv.maxcell, lv.cells.dtype == np.float32 and not cosine and self.d <= 14)
+        if threads == 1 or n < 1024:
+            _search_level_serial(*args, 1)
+        else:
+            old = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                _search_level(*args, threads * 4)
+            finally:
+                numba.set_num_threads(old)
         self.last_cells_scanned = float(stats.mean())
         return codes
 

@@ -151,3 +151,31 @@ def test_no_writable_numba_cache_is_detected(monkeypatch):
     assert nk._can_cache()  # this checkout is writable
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
     assert not nk._can_cache()
+
+
+def test_parallel_and_serial_kernels_are_separate_compilations():
+    """The serial and the threaded search come from one source; numba's on-disk cache must not
+    hand the serial code to the threaded dispatcher (it did once: both ran on one core). In a
+    fresh process, after a serial search, a 2-thread search must start numba's threading layer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba\n"
+        "from hep_tokenizers.nn_kernel import KernelIndex\n"
+        "cb = np.random.default_rng(0).normal(size=(2048, 8)).astype(np.float32)\n"
+        "k = KernelIndex(cb, cb.astype(np.float64), 'euclidean')\n"
+        "r = np.random.default_rng(1).normal(size=(4096, 8)).astype(np.float32)\n"
+        "a = k.search(r.copy(), 1)\n"
+        "try:\n"
+        "    numba.threading_layer(); print('layer before parallel run')\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "b = k.search(r.copy(), 2)\n"
+        "assert (a == b).all()\n"
+        "print('layer', numba.threading_layer())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "layer before parallel run" not in out.stdout  # the serial path uses no threads
+    assert "layer " in out.stdout
