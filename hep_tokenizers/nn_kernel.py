@@ -86,15 +86,6 @@ def default_n_cells(n_codes: int) -> int:
 
 
 @numba.njit(cache=_CACHE)
-def _sq(x: np.ndarray, y: np.ndarray) -> float:  # pragma: no cover - compiled
-    acc = 0.0
-    for i in range(x.shape[0]):
-        t = x[i] - y[i]
-        acc += t * t
-    return acc
-
-
-@numba.njit(cache=_CACHE)
 def _centroid_dists(x: np.ndarray, muT: np.ndarray, dc: np.ndarray) -> int:  # pragma: no cover
     """Squared distances of ``x`` to every centroid into ``dc``; returns the nearest (first minimum)."""
     for c in range(dc.shape[0]):
@@ -172,14 +163,14 @@ def _build_bounds(pts: np.ndarray, mu: np.ndarray, assign: np.ndarray) -> tuple[
     all inflated by ``_SLACK`` (relative) so that rounding can only make them larger."""
     K = pts.shape[0]
     M = mu.shape[0]
+    muT = np.ascontiguousarray(mu.T)
     den2 = np.empty((M, M))
     for a in range(M):
-        for c in range(M):
-            den2[a, c] = 2.0 * math.sqrt(_sq(mu[a], mu[c]))
+        _centroid_dists(mu[a], muT, den2[a])
+    den2 = 2.0 * np.sqrt(den2)
     rho = np.zeros(M)
     T = np.full((M, M), -np.inf)
     dk = np.empty(M)
-    muT = np.ascontiguousarray(mu.T)
     for k in range(K):
         c = assign[k]
         _centroid_dists(pts[k], muT, dk)
@@ -211,6 +202,28 @@ def _query(r: np.ndarray, cosine: bool, x: np.ndarray, r64: np.ndarray) -> float
 
 
 @numba.njit(cache=_CACHE)
+def _add_sq(v: np.ndarray, r: np.ndarray, cells: np.ndarray, o0: int, j0: int, j1: int) -> None:  # pragma: no cover
+    """``v[s] += (r[j] - cell[j, s])^2`` for dimensions ``j0 <= j < j1`` in order (the reference's
+    summation order), ``cell`` the dimension-major block of ``len(v)`` lanes at ``cells[o0:]``;
+    the arithmetic is that of ``v`` (float32 or float64). Loops over 1-D views: they vectorise."""
+    n_pad = v.shape[0]
+    for j in range(j0, j1):
+        rj = r[j]
+        row = cells[o0 + j * n_pad : o0 + (j + 1) * n_pad]
+        for s in range(row.shape[0]):
+            t = rj - row[s]
+            v[s] += t * t
+
+
+@numba.njit(cache=_CACHE)
+def _vmin(v: np.ndarray) -> float:  # pragma: no cover - compiled
+    m = v[0]
+    for s in range(1, v.shape[0]):
+        m = min(m, v[s])
+    return m
+
+
+@numba.njit(cache=_CACHE)
 def _scan(r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray, l0: int, n_pad: int,
           cosine: bool, buf: np.ndarray, best: float, bestk: int) -> tuple[float, int]:  # pragma: no cover
     """Reference values of one cell's codes against ``r64``; the running best (value, code).
@@ -237,21 +250,12 @@ def _scan(r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, orig: np.ndarray,
     else:  # padding: +inf + finite
         for s in range(n_pad):
             v[s] = p[s]
-        for j in range(d):
-            rj = r64[j]
-            row = cells[o0 + j * n_pad : o0 + (j + 1) * n_pad]
-            for s in range(row.shape[0]):
-                t = rj - row[s]
-                v[s] += t * t
-            if j == _EARLY and best < np.inf:  # partial sums only grow: stop if none can reach best
-                m = v[0]
-                for s in range(1, n_pad):
-                    m = min(m, v[s])
-                if m > best:
-                    return best, bestk
-    m = v[0]
-    for s in range(1, n_pad):
-        m = min(m, v[s])
+        early = min(_EARLY + 1, d)
+        _add_sq(v, r64, cells, o0, 0, early)
+        if early < d and best < np.inf and _vmin(v) > best:
+            return best, bestk  # partial sums only grow: none can reach best
+        _add_sq(v, r64, cells, o0, early, d)
+    m = _vmin(v)
     if m <= best:
         for s in range(n_pad):
             if v[s] == m:  # first lane: the lowest code index of the cell
@@ -280,15 +284,8 @@ def _scan32(r: np.ndarray, r64: np.ndarray, cells: np.ndarray, pad: np.ndarray, 
     p = pad[l0 : l0 + n_pad]
     for s in range(n_pad):
         v[s] = p[s]
-    for j in range(d):
-        rj = r[j]
-        row = cells[o0 + j * n_pad : o0 + (j + 1) * n_pad]
-        for s in range(row.shape[0]):
-            t = rj - row[s]
-            v[s] += t * t
-    m = v[0]
-    for s in range(1, n_pad):
-        m = min(m, v[s])
+    _add_sq(v, r, cells, o0, 0, d)
+    m = _vmin(v)
     if m == np.inf:  # overflow (or only padding): decide in float64
         return _scan(r64, cells, pad, orig, l0, n_pad, False, buf, best, bestk)
     lim = min(best, np.float64(m) * (1.0 + _E32) + _TINY32)  # no exact value can lie above this and matter
