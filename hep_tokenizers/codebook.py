@@ -57,7 +57,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -184,6 +184,18 @@ def _torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if n is not None and n != old:
             torch.set_num_threads(old)
+
+
+def _split_rows(fn: Callable[[int, int], Any], n: int, threads: int) -> list[Any]:
+    """``[fn(lo, hi), ...]`` over ``threads`` consecutive row ranges covering ``0:n``, run in
+    Python threads (torch and numpy release the GIL); one call ``fn(0, n)`` for one thread."""
+    if threads < 2:
+        return [fn(0, n)]
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    step = -(-n // threads)
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda t: fn(t * step, min(n, (t + 1) * step)), range(threads)))
 
 
 def _try_scipy_kdtree() -> Any:
@@ -352,14 +364,7 @@ class _LevelSearch:
                     unsure.append((lo + int(i), np.append(np.flatnonzero(row <= thr[i]), best[i])))
 
         with _full_fp32_matmul(), torch.no_grad(), _torch_threads(1 if device.type == "cpu" else None):
-            if device.type == "cpu" and threads > 1 and n >= 2 * block:
-                from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
-                step = -(-n // threads)
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(lambda t: run(t * step, min(n, (t + 1) * step)), range(threads)))
-            else:
-                run(0, n)
+            _split_rows(run, n, threads if device.type == "cpu" and n >= 2 * block else 1)
         if unsure:
             rows = np.array([u[0] for u in unsure], dtype=np.int64)
             out[rows] = self._recheck(r32, rows, [u[1] for u in unsure])
@@ -515,12 +520,7 @@ class ObjectCodec:
         n = len(inputs)
         if self.device.type != "cpu" or threads < 2 or n < _MIN_ROWS_PARALLEL_MLP:
             return self.latent(inputs)
-        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
-        step = -(-n // threads)
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda t: self.latent(inputs[t * step : (t + 1) * step]), range(threads)))
-        return np.concatenate(parts)
+        return np.concatenate(_split_rows(lambda lo, hi: self.latent(inputs[lo:hi]), n, threads))
 
     def reference_encode(self, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
         """The plain semantics of the doc: full float64 search over every code (slow)."""

@@ -44,7 +44,6 @@ Cosine with a zero residual gives all scores 0, hence code 0, as the reference d
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -207,12 +206,11 @@ class IVFIndex:
         r32 = np.ascontiguousarray(r32, dtype=np.float32)
         unsure = np.zeros(n, dtype=bool)
         cells = np.zeros(n, dtype=np.int64)
-        if threads > 1 and n >= _MIN_ROWS_PER_THREAD * threads:  # small splits lose to GIL + per-cell overhead
-            step = -(-n // threads)
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda t: self._search_rows(r32, out, unsure, cells, t * step, min(n, (t + 1) * step)), range(threads)))
-        else:
-            self._search_rows(r32, out, unsure, cells, 0, n)
+        from .codebook import _split_rows  # noqa: PLC0415  (codebook imports this module lazily)
+
+        # small splits lose to GIL + per-cell overhead
+        _split_rows(lambda lo, hi: self._search_rows(r32, out, unsure, cells, lo, hi), n,
+                    threads if n >= _MIN_ROWS_PER_THREAD * threads else 1)
         self.last_cells_searched = float(cells.mean())
         rows = np.flatnonzero(unsure)
         if len(rows):
