@@ -8,6 +8,7 @@ import pytest
 from hep_tokenizers.codebook import _LevelSearch, load_export
 from hep_tokenizers.nn_kernel import KernelIndex, default_n_cells
 from tests.export_fixtures import make_random_export
+from tests.nn_cases import clustered, exact_ties, near_ties_far_from_origin
 from tests.synthetic import make_events
 
 DISTANCES = ["euclidean", "cosine"]
@@ -53,10 +54,7 @@ def test_two_threads_equal_one(distance):
 def test_clustered_data_other_dims_and_scales(distance):
     rng = np.random.default_rng(5)
     for d in (3, 8, 16):
-        centres = rng.normal(0, 5, size=(12, d))
-        cb = (centres[rng.integers(0, 12, 4096)] + rng.normal(0, 0.3, (4096, d))).astype(np.float32)
-        r = (centres[rng.integers(0, 12, 2000)] + rng.normal(0, 0.5, (2000, d))).astype(np.float32)
-        r[:50] = rng.normal(0, 40, (50, d))  # far outliers
+        cb, r = clustered(rng, d, 2000)
         # 1e-19 / 1e19: float32 squares underflow / overflow in the euclidean float32 first pass
         for scale in (1.0, 1e-3, 1e3, 1e-19, 1e19):
             _check(cb * np.float32(scale), r * np.float32(scale), distance, n_cells=64)
@@ -64,35 +62,15 @@ def test_clustered_data_other_dims_and_scales(distance):
 
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_exact_ties_duplicates_and_zero_rows_resolve_to_lowest_index(distance):
-    rng = np.random.default_rng(1)
-    cb = rng.normal(size=(2048, 8)).astype(np.float32) * 4
-    r = rng.integers(-8, 8, size=(400, 8)).astype(np.float32) / 4
-    v = rng.integers(1, 4, size=(400, 8)).astype(np.float32) / 8
-    lo_idx, hi_idx = rng.permutation(2048)[:800].reshape(2, 400)
-    for i in range(400):  # mirrored pairs: equal distances in any precision
-        cb[lo_idx[i]] = r[i] + v[i]
-        cb[hi_idx[i]] = r[i] - v[i] if distance == "euclidean" else 2 * (r[i] + v[i])
-    dup_src = rng.permutation(2048)[:100]
-    dup_dst = rng.permutation(2048)[:100]
-    cb[dup_dst] = cb[dup_src]  # duplicate rows
-    cb[rng.permutation(2048)[:5]] = 0.0  # zero codes (cosine: score 0 for every residual)
-    q = np.concatenate([r, cb[dup_src], np.zeros((3, 8), np.float32)]).astype(np.float32)
-    ref = _LevelSearch(cb, distance).reference(q)
+    case = exact_ties(distance, zero_rows=5)
+    ref = _LevelSearch(case.cb, distance).reference(case.q)
     # ties really occur, in both directions of index order
-    assert (ref[: len(r)] == np.minimum(lo_idx, hi_idx)).mean() > 0.3
-    _check(cb, q, distance, n_cells=48)
+    assert (ref[: case.n_pairs] == np.minimum(case.lo_idx, case.hi_idx)).mean() > 0.3
+    _check(case.cb, case.q, distance, n_cells=48)
 
 
 def test_near_ties_far_from_origin():
-    rng = np.random.default_rng(3)
-    offset = np.float32(3000.0)
-    base = rng.normal(size=(4096, 8)).astype(np.float32)
-    cb = (offset + base).astype(np.float32)
-    r = (offset + base[rng.integers(0, 4096, 3000)] + rng.normal(0, 0.4, (3000, 8))).astype(np.float32)
-    for i in range(0, 400, 2):  # second code = mirror image nudged by one float32 ulp
-        v = rng.normal(0, 0.01, 8).astype(np.float32)
-        cb[i] = r[i] + v
-        cb[i + 1] = np.nextafter(r[i] - v, np.float32(np.inf) * np.sign(rng.normal(size=8))).astype(np.float32)
+    cb, r = near_ties_far_from_origin()
     _check(cb, r, "euclidean", n_cells=128)
 
 

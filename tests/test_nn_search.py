@@ -8,6 +8,7 @@ import pytest
 from hep_tokenizers.codebook import _LevelSearch, load_export
 from hep_tokenizers.nn_search import IVFIndex, default_n_cells, kmeans
 from tests.export_fixtures import make_random_export
+from tests.nn_cases import clustered, exact_ties, near_ties_far_from_origin
 from tests.synthetic import make_events
 
 DISTANCES = ["euclidean", "cosine"]
@@ -37,52 +38,29 @@ def test_random_equals_reference(distance, k):
 
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_clustered_data_and_scales(distance):
-    rng = np.random.default_rng(5)
-    centres = rng.normal(0, 5, size=(12, 8))
-    cb = (centres[rng.integers(0, 12, 4096)] + rng.normal(0, 0.3, (4096, 8))).astype(np.float32)
-    r = (centres[rng.integers(0, 12, 3000)] + rng.normal(0, 0.5, (3000, 8))).astype(np.float32)
-    r[:50] = rng.normal(0, 40, (50, 8))  # far outliers
+    cb, r = clustered(np.random.default_rng(5), 8, 3000)
     for scale in (1.0, 1e-3, 1e3):
         _check(cb * np.float32(scale), r * np.float32(scale), distance, n_cells=64)
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_exact_ties_and_duplicates_resolve_to_lowest_index(distance):
-    rng = np.random.default_rng(1)
-    cb = rng.normal(size=(2048, 8)).astype(np.float32) * 4
-    r = rng.integers(-8, 8, size=(400, 8)).astype(np.float32) / 4
-    v = rng.integers(1, 4, size=(400, 8)).astype(np.float32) / 8
-    lo_idx, hi_idx = rng.permutation(2048)[:800].reshape(2, 400)
-    for i in range(400):  # mirrored pairs: equal distances in any precision
-        cb[lo_idx[i]] = r[i] + v[i]
-        cb[hi_idx[i]] = r[i] - v[i] if distance == "euclidean" else 2 * (r[i] + v[i])
-    dup_src = rng.permutation(2048)[:100]
-    dup_dst = rng.permutation(2048)[:100]
-    cb[dup_dst] = cb[dup_src]  # duplicate rows (some overwrite pair members: still a valid test)
-    q = np.concatenate([r, cb[dup_src], np.zeros((3, 8), np.float32)]).astype(np.float32)
-    level = _LevelSearch(cb, distance)
-    ref = level.reference(q)
+    case = exact_ties(distance)
+    level = _LevelSearch(case.cb, distance)
+    ref = level.reference(case.q)
     # duplicates: the reference picks the lowest index of the group
-    for i, s in enumerate(dup_src):
-        group = np.flatnonzero((cb == cb[s]).all(1))
+    for i, s in enumerate(case.dup_src):
+        group = np.flatnonzero((case.cb == case.cb[s]).all(1))
         if distance == "euclidean":
-            assert ref[len(r) + i] == group.min()
+            assert ref[case.n_pairs + i] == group.min()
     index = IVFIndex(level, n_cells=48)
-    got, nre = index.search(q)
+    got, nre = index.search(case.q)
     np.testing.assert_array_equal(got, ref)
     assert nre > 0  # the ties were noticed and re-decided, not decided by luck
 
 
 def test_near_ties_far_from_origin():
-    rng = np.random.default_rng(3)
-    offset = np.float32(3000.0)
-    base = rng.normal(size=(4096, 8)).astype(np.float32)
-    cb = (offset + base).astype(np.float32)
-    r = (offset + base[rng.integers(0, 4096, 3000)] + rng.normal(0, 0.4, (3000, 8))).astype(np.float32)
-    for i in range(0, 400, 2):  # second code = mirror image nudged by one float32 ulp
-        v = rng.normal(0, 0.01, 8).astype(np.float32)
-        cb[i] = r[i] + v
-        cb[i + 1] = np.nextafter(r[i] - v, np.float32(np.inf) * np.sign(rng.normal(size=8))).astype(np.float32)
+    cb, r = near_ties_far_from_origin()
     _check(cb, r, "euclidean", n_cells=128)
 
 
